@@ -1,0 +1,23 @@
+"""`/account`: the signed-in person's profile (billing details join it in later issues)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get
+from litestar.response import Template
+
+from app.auth.tables import User
+from app.web.guards import requires_login
+
+
+class AccountController(Controller):
+    """The account page."""
+
+    path = "/account"
+    guards = [requires_login]  # noqa: RUF012
+
+    @get("/", name="account:show", cache=False)
+    async def show(self, request: Request[Any, Any, Any], current_user: User) -> Template:
+        """Name and email of the signed-in person."""
+        return Template(template_name="accounts/show.html", context={"user": current_user})

@@ -1,0 +1,95 @@
+"""The app factory: every controller, plugin, middleware, handler and lifespan hook, in one place.
+
+Run with `uvicorn app.asgi:create_app --factory` (what `make run` does), or `litestar run`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+from litestar import Litestar
+from litestar.config.compression import CompressionConfig
+from litestar.config.csrf import CSRFConfig
+from litestar.di import Provide
+from litestar.logging import LoggingConfig
+from litestar.plugins.flash import FlashConfig, FlashPlugin
+from litestar.plugins.htmx import HTMXPlugin, HTMXRequest
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from app.accounts.controller import AccountController
+from app.auth.controller import AuthController
+from app.auth.oidc import OIDCClient
+from app.settings import PROJECT_ROOT, Settings
+from app.web.dependencies import provide_current_user, provide_oidc
+from app.web.errors import EXCEPTION_HANDLERS
+from app.web.health import healthz
+from app.web.pages import home
+from app.web.sessions import session_config, session_store
+from piccolo_conf import DB
+
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the Litestar app from `settings` (default: read and validated from the environment).
+
+    Raises:
+        SettingsError: a required environment variable is missing or malformed.
+    """
+    settings = settings or Settings.from_env()
+    if urlsplit(settings.oidc.issuer).scheme == "http" and urlsplit(settings.oidc.issuer).hostname in LOOPBACK_HOSTS:
+        # Authlib refuses plain-http token endpoints; the local provider of `make run` is one.
+        os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await DB.start_connection_pool(min_size=1, max_size=10)
+        try:
+            yield
+        finally:
+            await DB.close_connection_pool()
+
+    template_config = TemplateConfig(directory=PROJECT_ROOT / "templates", engine=JinjaTemplateEngine)
+    oidc = OIDCClient(settings.oidc, redirect_uri=f"{settings.app.base_url}/auth/callback")
+
+    return Litestar(
+        route_handlers=[
+            home,
+            healthz,
+            AuthController,
+            AccountController,
+            create_static_files_router(path="/static", directories=[PROJECT_ROOT / "static"], name="static"),
+        ],
+        dependencies={
+            "oidc": Provide(provide_oidc, sync_to_thread=False),
+            "current_user": Provide(provide_current_user),
+        },
+        state={"settings": settings, "oidc": oidc},  # type: ignore[arg-type]
+        request_class=HTMXRequest,
+        plugins=[HTMXPlugin(), FlashPlugin(config=FlashConfig(template_config=template_config))],
+        middleware=[session_config(settings.app).middleware],
+        stores={"sessions": session_store(settings.app)},
+        csrf_config=CSRFConfig(
+            secret=settings.app.session_secret,
+            cookie_name="billing_csrf",
+            cookie_secure=settings.app.is_https,
+            cookie_httponly=True,
+            cookie_samesite="lax",
+            exclude=["/webhooks/"],
+        ),
+        template_config=template_config,
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        logging_config=LoggingConfig(
+            root={"level": settings.app.log_level, "handlers": ["queue_listener"]},
+            log_exceptions="debug",
+            disable_stack_trace={404, 400, 403, 401, 405, 409, 413, 422, 429},
+        ),
+        debug=False,
+    )

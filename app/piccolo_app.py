@@ -1,0 +1,17 @@
+"""Piccolo app registration: every table of every area, and the `migrations/` folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from piccolo.conf.apps import AppConfig
+
+from app.auth.tables import User
+
+APP_CONFIG = AppConfig(
+    app_name="billing",
+    migrations_folder_path=str(Path(__file__).resolve().parent.parent / "migrations"),
+    table_classes=[User],
+    migration_dependencies=[],
+    commands=[],
+)

@@ -1,0 +1,199 @@
+"""Settings read from the environment, validated once at start-up.
+
+Each field is read from exactly one environment variable, named next to it. `Settings.from_env()`
+raises `SettingsError` naming every missing or malformed variable, so a misconfigured deployment
+fails at start with a message that says what to fix, never later with a stack trace.
+
+The README's settings table lists the same variables; keep both in step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """One or more environment variables are missing or malformed; the message names them."""
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    base_url: str = "http://localhost:8000"
+    """`APP_BASE_URL`: the public origin of the app, used for OIDC callbacks and Stripe return URLs."""
+    session_secret: str = ""
+    """`SESSION_SECRET`: at least 32 characters; signs the CSRF token. Required."""
+    data_dir: Path = PROJECT_ROOT / ".data"
+    """`DATA_DIR`: where local state lives (embedded PostgreSQL, file sessions). Default `./.data`."""
+    redis_url: str | None = None
+    """`REDIS_URL`: Redis for server-side sessions; unset means a file store in `DATA_DIR`."""
+    log_level: str = "INFO"
+    """`LOG_LEVEL`: Python logging level name."""
+    default_locale: str = "en_US"
+    """`DEFAULT_LOCALE`: locale for money and dates when the browser sends no Accept-Language."""
+    default_timezone: str = "UTC"
+    """`DEFAULT_TIMEZONE`: IANA time zone used for dates shown to people."""
+
+    @property
+    def is_https(self) -> bool:
+        """True when the app is served over https: cookies are then marked Secure."""
+        return self.base_url.startswith("https://")
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str | None = None
+    """`DATABASE_URL`: PostgreSQL DSN. Unset: `make run` starts an embedded PostgreSQL in `DATA_DIR`."""
+
+
+@dataclass(frozen=True)
+class OIDCSettings:
+    issuer: str = ""
+    """From `AUTH0_DOMAIN` (issuer `https://<domain>/`) or `OIDC_ISSUER` (any OpenID provider)."""
+    client_id: str = ""
+    """`AUTH0_CLIENT_ID`: the OAuth client id; also the ID token's expected audience."""
+    client_secret: str = ""
+    """`AUTH0_CLIENT_SECRET`: the OAuth client secret."""
+    is_auth0: bool = False
+    """True when configured through `AUTH0_DOMAIN` (logout falls back to Auth0's `/v2/logout`)."""
+    scope: str = "openid profile email"
+    """`OIDC_SCOPE`: scopes requested at sign-in."""
+    http_timeout: float = 10.0
+    """`OIDC_HTTP_TIMEOUT`: seconds to wait for the provider's discovery, JWKS and token endpoints."""
+
+
+@dataclass(frozen=True)
+class StripeSettings:
+    secret_key: str = ""
+    """`STRIPE_SECRET_KEY`: `sk_test_…` or `sk_live_…` (also restricted `rk_…`)."""
+    publishable_key: str = ""
+    """`STRIPE_PUBLISHABLE_KEY`: `pk_…`; shown to browsers only where Stripe.js would need it."""
+    webhook_secrets: tuple[str, ...] = ()
+    """`STRIPE_WEBHOOK_SECRET`: one or more `whsec_…`, comma-separated (several during rotation)."""
+    api_base: str | None = None
+    """`STRIPE_API_BASE`: base URL of the Stripe API; unset means Stripe itself. The emulator's URL."""
+
+    @property
+    def livemode(self) -> bool:
+        """True for live keys: webhook events whose `livemode` differs are refused."""
+        return "_live_" in self.secret_key
+
+
+@dataclass(frozen=True)
+class Settings:
+    app: AppSettings = field(default_factory=AppSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    oidc: OIDCSettings = field(default_factory=OIDCSettings)
+    stripe: StripeSettings = field(default_factory=StripeSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default `os.environ`).
+
+        Raises:
+            SettingsError: listing every missing or malformed variable by name.
+        """
+        env = os.environ if env is None else env
+        errors: list[str] = []
+
+        def get(name: str, default: str | None = None) -> str | None:
+            value = env.get(name, "").strip()
+            return value or default
+
+        def url(name: str, default: str | None = None, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
+            value = get(name, default)
+            if value is None:
+                return None
+            parts = urlsplit(value)
+            if parts.scheme not in schemes or not (parts.netloc or parts.query):
+                errors.append(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+            return value
+
+        base_url = (url("APP_BASE_URL", "http://localhost:8000") or "").rstrip("/")
+        session_secret = get("SESSION_SECRET")
+        if session_secret is None:
+            errors.append("SESSION_SECRET is required (at least 32 random characters)")
+        elif len(session_secret) < 32:
+            errors.append("SESSION_SECRET must be at least 32 characters long")
+
+        log_level = (get("LOG_LEVEL", "INFO") or "INFO").upper()
+        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            errors.append("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+
+        database_url = url("DATABASE_URL", schemes=("postgres", "postgresql"))
+        redis_url = url("REDIS_URL", schemes=("redis", "rediss", "unix"))
+
+        auth0_domain = get("AUTH0_DOMAIN")
+        oidc_issuer = url("OIDC_ISSUER")
+        if auth0_domain and oidc_issuer:
+            errors.append("set either AUTH0_DOMAIN or OIDC_ISSUER, not both")
+        if auth0_domain:
+            domain = auth0_domain.removeprefix("https://").rstrip("/")
+            if "/" in domain or not domain:
+                errors.append("AUTH0_DOMAIN must be a host name such as example.eu.auth0.com")
+            issuer = f"https://{domain}/"
+        else:
+            issuer = oidc_issuer or ""
+            if not issuer:
+                errors.append("AUTH0_DOMAIN (or OIDC_ISSUER for another OpenID provider) is required")
+        client_id = get("AUTH0_CLIENT_ID")
+        client_secret = get("AUTH0_CLIENT_SECRET")
+        if not client_id:
+            errors.append("AUTH0_CLIENT_ID is required")
+        if not client_secret:
+            errors.append("AUTH0_CLIENT_SECRET is required")
+        try:
+            http_timeout = float(get("OIDC_HTTP_TIMEOUT", "10") or "10")
+        except ValueError:
+            errors.append("OIDC_HTTP_TIMEOUT must be a number of seconds")
+            http_timeout = 10.0
+
+        secret_key = get("STRIPE_SECRET_KEY") or ""
+        if not secret_key:
+            errors.append("STRIPE_SECRET_KEY is required (sk_test_… or sk_live_…)")
+        elif not secret_key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
+            errors.append("STRIPE_SECRET_KEY must start with sk_test_, sk_live_, rk_test_ or rk_live_")
+        publishable_key = get("STRIPE_PUBLISHABLE_KEY") or ""
+        if publishable_key and not publishable_key.startswith(("pk_test_", "pk_live_")):
+            errors.append("STRIPE_PUBLISHABLE_KEY must start with pk_test_ or pk_live_")
+        webhook_secrets = tuple(s.strip() for s in (get("STRIPE_WEBHOOK_SECRET") or "").split(",") if s.strip())
+        if not webhook_secrets:
+            errors.append("STRIPE_WEBHOOK_SECRET is required (whsec_…; several may be comma-separated)")
+        elif not all(s.startswith("whsec_") for s in webhook_secrets):
+            errors.append("STRIPE_WEBHOOK_SECRET must hold whsec_… secrets, comma-separated")
+        api_base = url("STRIPE_API_BASE")
+
+        if errors:
+            raise SettingsError("Invalid configuration:\n  - " + "\n  - ".join(errors))
+
+        return cls(
+            app=AppSettings(
+                base_url=base_url,
+                session_secret=session_secret or "",
+                data_dir=Path(get("DATA_DIR") or PROJECT_ROOT / ".data").resolve(),
+                redis_url=redis_url,
+                log_level=log_level,
+                default_locale=get("DEFAULT_LOCALE", "en_US") or "en_US",
+                default_timezone=get("DEFAULT_TIMEZONE", "UTC") or "UTC",
+            ),
+            database=DatabaseSettings(url=database_url),
+            oidc=OIDCSettings(
+                issuer=issuer,
+                client_id=client_id or "",
+                client_secret=client_secret or "",
+                is_auth0=bool(auth0_domain),
+                scope=get("OIDC_SCOPE", "openid profile email") or "openid profile email",
+                http_timeout=http_timeout,
+            ),
+            stripe=StripeSettings(
+                secret_key=secret_key,
+                publishable_key=publishable_key,
+                webhook_secrets=webhook_secrets,
+                api_base=api_base.rstrip("/") if api_base else None,
+            ),
+        )

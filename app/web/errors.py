@@ -1,0 +1,120 @@
+"""Exception handlers: error pages that match the layout, inline errors for HTMX, JSON for machines.
+
+Registered in `app.asgi.create_app`. Pages get `templates/errors/error.html`; HTMX requests get
+`templates/errors/_inline.html` retargeted to the flash area (htmx is configured in `base.html`
+to swap error responses); `/webhooks/` and `/healthz` get JSON. Unexpected errors are logged with
+a short reference id that the page shows, so support can find the log line without the page
+revealing anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, PermissionDeniedException
+from litestar.plugins.htmx import ClientRedirect
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_500_INTERNAL_SERVER_ERROR
+
+from app.web.guards import LoginRequired
+
+logger = logging.getLogger(__name__)
+
+TITLES = {
+    400: "That request could not be understood",
+    401: "Please sign in",
+    403: "You can't do that",
+    404: "Page not found",
+    405: "That action isn't available here",
+    409: "That can't be done right now",
+    413: "That request is too large",
+    422: "Please check the form",
+    429: "Too many requests",
+    500: "Something went wrong",
+    502: "A service we rely on did not answer",
+    503: "Temporarily unavailable",
+}
+
+MESSAGES = {
+    403: "You don't have access to this page.",
+    404: "We couldn't find that page. It may have moved, or the link may be wrong.",
+    500: "Something went wrong on our side. Please try again in a moment.",
+}
+
+
+def _is_machine_route(request: Request[Any, Any, Any]) -> bool:
+    return request.url.path.startswith(("/webhooks/", "/healthz"))
+
+
+def _is_htmx(request: Request[Any, Any, Any]) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def error_response(
+    request: Request[Any, Any, Any], status_code: int, message: str, reference: str | None = None
+) -> Response[Any]:
+    """Render an error for `request` as JSON, an inline HTMX fragment or a full page."""
+    if _is_machine_route(request):
+        return Response({"error": message}, status_code=status_code, media_type=MediaType.JSON)
+    context = {
+        "status_code": status_code,
+        "title": TITLES.get(status_code, "Something went wrong"),
+        "message": message,
+        "reference": reference,
+    }
+    if _is_htmx(request):
+        return Template(
+            template_name="errors/_inline.html",
+            context=context,
+            status_code=status_code,
+            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"},
+        )
+    return Template(template_name="errors/error.html", context=context, status_code=status_code)
+
+
+def login_required_handler(request: Request[Any, Any, Any], _: LoginRequired) -> Response[Any]:
+    """303 to `/auth/login?next=<path>`; HTMX requests get `HX-Redirect` so the whole page moves."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if _is_htmx(request):
+        # An HTMX request's URL is a fragment; come back to the page the person was on.
+        target = request.headers.get("hx-current-url") or target
+    login_url = request.app.route_reverse("auth:login") + "?" + urlencode({"next": target})
+    if _is_htmx(request):
+        return ClientRedirect(login_url)
+    return Redirect(login_url, status_code=HTTP_303_SEE_OTHER)
+
+
+def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """Known HTTP errors (404, 403, 400 …) with their detail when it is meant for people."""
+    status_code = exc.status_code
+    if status_code >= HTTP_500_INTERNAL_SERVER_ERROR:
+        return internal_error_handler(request, exc)
+    if isinstance(exc, PermissionDeniedException) and "CSRF" in str(exc.detail):
+        message = "This form has expired. Reload the page and try again."
+    elif status_code in MESSAGES:
+        message = MESSAGES[status_code]
+    else:
+        message = str(exc.detail) if exc.detail else TITLES.get(status_code, "That request was refused.")
+    logger.info("%s %s -> %s: %s", request.method, request.url.path, status_code, exc.detail)
+    response = error_response(request, status_code, message)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Unexpected errors: logged with a reference id; the page shows only that id."""
+    reference = secrets.token_hex(6)
+    logger.exception("Unhandled error (reference %s) on %s %s", reference, request.method, request.url.path)
+    return error_response(request, HTTP_500_INTERNAL_SERVER_ERROR, MESSAGES[500], reference=reference)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    LoginRequired: login_required_handler,
+    HTTPException: http_exception_handler,
+    HTTP_500_INTERNAL_SERVER_ERROR: internal_error_handler,
+}
