@@ -36,3 +36,27 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
     if executable:
         args["executable_path"] = executable
     return args
+
+
+def _ensure_database() -> None:
+    """Point `DATABASE_URL` at a PostgreSQL before any app module (and `piccolo_conf`) is imported.
+
+    Runs when this root conftest is imported, which pytest does before it imports `tests/` or
+    `e2e/` conftests (a `pytest_configure` hook would run too late).
+
+    CI exports `DATABASE_URL` for a fresh database on the machine's PostgreSQL; without it an
+    embedded PostgreSQL is started in a temporary directory and deleted at the end of the run.
+    """
+    if os.environ.get("DATABASE_URL"):
+        return
+    import tempfile
+    from pathlib import Path
+
+    from app.devstack import start_embedded_postgres
+
+    root = Path(tempfile.mkdtemp(prefix="billing-test-"))
+    os.environ["XDG_RUNTIME_DIR"] = str(root / "run")
+    os.environ["DATABASE_URL"] = start_embedded_postgres(root / "postgres", database="billing_test")
+
+
+_ensure_database()

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from litestar import Litestar
 from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.plugins.flash import FlashConfig, FlashPlugin
@@ -30,6 +31,7 @@ from app.web.errors import EXCEPTION_HANDLERS
 from app.web.health import healthz
 from app.web.pages import home
 from app.web.sessions import session_config, session_store
+from app.web.templating import configure_engine
 from piccolo_conf import DB
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -54,7 +56,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             await DB.close_connection_pool()
 
-    template_config = TemplateConfig(directory=PROJECT_ROOT / "templates", engine=JinjaTemplateEngine)
+    template_config = TemplateConfig(
+        directory=PROJECT_ROOT / "templates", engine=JinjaTemplateEngine, engine_callback=configure_engine
+    )
     oidc = OIDCClient(settings.oidc, redirect_uri=f"{settings.app.base_url}/auth/callback")
 
     return Litestar(
@@ -69,7 +73,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "oidc": Provide(provide_oidc, sync_to_thread=False),
             "current_user": Provide(provide_current_user),
         },
-        state={"settings": settings, "oidc": oidc},  # type: ignore[arg-type]
+        state=State({"settings": settings, "oidc": oidc}),
         request_class=HTMXRequest,
         plugins=[HTMXPlugin(), FlashPlugin(config=FlashConfig(template_config=template_config))],
         middleware=[session_config(settings.app).middleware],
@@ -80,7 +84,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             cookie_secure=settings.app.is_https,
             cookie_httponly=True,
             cookie_samesite="lax",
-            exclude=["/webhooks/"],
+            exclude=["/webhooks/", "/healthz"],
         ),
         template_config=template_config,
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024),

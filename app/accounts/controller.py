@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get
+from litestar.di import NamedDependency
 from litestar.response import Template
 
 from app.auth.tables import User
@@ -18,6 +19,6 @@ class AccountController(Controller):
     guards = [requires_login]  # noqa: RUF012
 
     @get("/", name="account:show", cache=False)
-    async def show(self, request: Request[Any, Any, Any], current_user: User) -> Template:
+    async def show(self, request: Request[Any, Any, Any], current_user: NamedDependency[User]) -> Template:
         """Name and email of the signed-in person."""
         return Template(template_name="accounts/show.html", context={"user": current_user})

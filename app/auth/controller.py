@@ -7,7 +7,8 @@ import time
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
@@ -38,7 +39,7 @@ class AuthController(Controller):
 
     @get("/login", name="auth:login", cache=False)
     async def login(
-        self, request: Request[Any, Any, Any], oidc: OIDCClient, next: str | None = None
+        self, request: Request[Any, Any, Any], oidc: NamedDependency[OIDCClient], next: FromQuery[str | None] = None
     ) -> Redirect | Template:
         """Start the authorization code flow; `state`, `nonce` and the PKCE verifier go in the session."""
         try:
@@ -64,10 +65,10 @@ class AuthController(Controller):
     async def callback(
         self,
         request: Request[Any, Any, Any],
-        oidc: OIDCClient,
-        code: str | None = None,
-        state_param: Annotated[str | None, Parameter(query="state")] = None,
-        error: str | None = None,
+        oidc: NamedDependency[OIDCClient],
+        code: FromQuery[str | None] = None,
+        state_param: Annotated[str | None, QueryParameter(name="state")] = None,
+        error: FromQuery[str | None] = None,
     ) -> Redirect | Template:
         """Finish sign-in: check `state`, exchange the code, validate the ID token, rotate the session."""
         pending_all: dict[str, Any] = dict(request.session.get(PENDING_KEY) or {})
@@ -104,7 +105,7 @@ class AuthController(Controller):
         return Redirect(pending["next"], status_code=HTTP_303_SEE_OTHER)
 
     @post("/logout", name="auth:logout", status_code=HTTP_303_SEE_OTHER)
-    async def logout(self, request: Request[Any, Any, Any], oidc: OIDCClient) -> Redirect:
+    async def logout(self, request: Request[Any, Any, Any], oidc: NamedDependency[OIDCClient]) -> Redirect:
         """Clear the server-side session, then end the provider's session too."""
         id_token = request.session.get("id_token")
         request.clear_session()

@@ -1,0 +1,31 @@
+"""Template helpers registered on the Jinja engine (`template_callables` in `app.asgi`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from litestar.plugins.jinja import JinjaTemplateEngine
+
+
+def session_value(context: Mapping[str, Any], key: str) -> Any:
+    """`request.session[key]` when the request went through the session middleware, else None.
+
+    Error pages for unmatched URLs are rendered without the middleware stack, so templates must
+    not touch `request.session` directly.
+    """
+    request = context.get("request")
+    session = request.scope.get("session") if request is not None else None
+    return session.get(key) if isinstance(session, dict) else None
+
+
+def has_session(context: Mapping[str, Any]) -> bool:
+    """True when the request went through the session middleware (flash messages need it)."""
+    request = context.get("request")
+    return request is not None and isinstance(request.scope.get("session"), dict)
+
+
+def configure_engine(engine: JinjaTemplateEngine) -> None:
+    """Register this module's callables on the engine."""
+    engine.register_template_callable("session_value", session_value)
+    engine.register_template_callable("has_session", has_session)
