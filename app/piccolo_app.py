@@ -7,11 +7,12 @@ from pathlib import Path
 from piccolo.conf.apps import AppConfig
 
 from app.auth.tables import User
+from app.billing.tables import Customer, PaymentTransaction, Plan, Price, StripeEvent, Subscription
 
 APP_CONFIG = AppConfig(
     app_name="billing",
     migrations_folder_path=str(Path(__file__).resolve().parent.parent / "migrations"),
-    table_classes=[User],
+    table_classes=[User, Customer, Plan, Price, Subscription, PaymentTransaction, StripeEvent],
     migration_dependencies=[],
     commands=[],
 )

@@ -7,6 +7,8 @@ from typing import Any
 
 from litestar.plugins.jinja import JinjaTemplateEngine
 
+from app.web import i18n
+
 
 def session_value(context: Mapping[str, Any], key: str) -> Any:
     """`request.session[key]` when the request went through the session middleware, else None.
@@ -29,3 +31,7 @@ def configure_engine(engine: JinjaTemplateEngine) -> None:
     """Register this module's callables on the engine."""
     engine.register_template_callable("session_value", session_value)
     engine.register_template_callable("has_session", has_session)
+    engine.register_template_callable("money", i18n.money)
+    engine.register_template_callable("date", i18n.date)
+    engine.register_template_callable("datetime", i18n.datetime_)
+    engine.register_template_callable("request_locale", i18n.request_locale)

@@ -1,6 +1,13 @@
 // Small progressive enhancements; every page works without this file.
 (function () {
   "use strict";
+  // Tell the server the browser's time zone so dates are shown in local time (UTC without JS).
+  try {
+    var tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (tz && document.cookie.indexOf("tz=" + tz) === -1) {
+      document.cookie = "tz=" + encodeURIComponent(tz) + "; path=/; max-age=31536000; SameSite=Lax";
+    }
+  } catch (e) { /* older browsers: keep the default zone */ }
   // Busy state for forms that leave for Stripe or do slow work: disable the button, show its data-busy text.
   document.addEventListener("submit", function (event) {
     var form = event.target;
