@@ -127,20 +127,39 @@ class Emulator(Store):
 
     # ============================================================ customers
     def create_customer(self, params: dict[str, Any]) -> Obj:
-        """https://docs.stripe.com/api/customers/create"""
+        """https://docs.stripe.com/api/customers/create
+
+        `payment_method` is attached first, so `invoice_settings[default_payment_method]` may name the same
+        test id (`pm_card_visa`), as Stripe's own examples do.
+        """
         clock_id = params.get("test_clock")
         created = self.now()
         if clock_id:
             created = int(self.get(clock_id, "test_helpers.test_clock", "test_clock")["frozen_time"])
         cust = o.customer(new_id("cus", 14), created)
         cust["test_clock"] = clock_id or None
+        pm_id = params.get("payment_method")
+        settings = params.get("invoice_settings")
+        deferred_default = None
+        if (
+            isinstance(settings, dict)
+            and settings.get("default_payment_method")
+            and (settings["default_payment_method"] == pm_id or settings["default_payment_method"] not in self.objects)
+        ):
+            settings = dict(settings)
+            deferred_default = settings.pop("default_payment_method")
+            params = {**params, "invoice_settings": settings}
+        if pm_id and pm_id not in TOKENS:
+            self.get(pm_id, "payment_method", "payment_method")
         self._apply_customer_fields(cust, params)
         self.put(cust)
         self.emit("customer.created", cust)
-        pm_id = params.get("payment_method")
         if pm_id:
             pm = self.attach_payment_method(pm_id, {"customer": cust["id"]})
-            del pm
+            if deferred_default == pm_id:
+                deferred_default = pm["id"]
+        if deferred_default:
+            self.update_customer(cust["id"], {"invoice_settings": {"default_payment_method": deferred_default}})
         for item in params.get("tax_id_data") or []:
             self.create_tax_id(cust["id"], item)
         return cust
@@ -797,11 +816,9 @@ class Emulator(Store):
         elif behaviour == "default_incomplete" or pm is None:
             self._pending_invoice_intent(inv, pm)
         else:
+            sub["status"] = "paying"  # announced once below, not by _after_invoice_payment
             ok = self._pay_invoice(inv, pm, now)
-            if ok:
-                sub["status"] = "active"
-            elif behaviour == "error_if_incomplete":
-                sub["status"] = "incomplete"
+            sub["status"] = "active" if ok else "incomplete"
         from .store import diff
 
         prev = diff(before, sub)
