@@ -785,7 +785,6 @@ class Emulator(Store):
             si = o.subscription_item(new_id("si", 14), now, sub["id"], copy.deepcopy(p), qty, now, period_end)
             apply_metadata(si, raw.get("metadata"))
             sub["items"]["data"].append(si)
-        sub["items"]["total_count"] = len(sub["items"]["data"])
         if trial_end:
             sub.update(trial_start=now, trial_end=trial_end, status="trialing")
         if "cancel_at_period_end" in params:
@@ -916,7 +915,6 @@ class Emulator(Store):
         for line in lines:
             line["invoice"] = inv["id"]
         inv["lines"]["data"] = lines
-        inv["lines"]["total_count"] = len(lines)
         total = sum(line["amount"] for line in lines)
         starting = cust.get("balance") or 0
         applied = max(-total, starting) if starting < 0 else 0
@@ -1143,7 +1141,6 @@ class Emulator(Store):
                 si = o.subscription_item(new_id("si", 14), now, sub["id"], copy.deepcopy(p), qty, *period)
                 sub["items"]["data"].append(si)
                 changes.append((None, p, 0, qty))
-        sub["items"]["total_count"] = len(sub["items"]["data"])
         if not sub["items"]["data"]:
             raise invalid("A subscription must have at least one active plan.", "items")
         new_interval = _interval(sub)

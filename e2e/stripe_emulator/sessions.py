@@ -353,7 +353,6 @@ class StripeEmulator(Emulator):
             None,
         )
         inv["lines"]["data"].append(line)
-        inv["lines"]["total_count"] = len(inv["lines"]["data"])
         total = sum(x["amount"] for x in inv["lines"]["data"])
         inv.update(
             subtotal=total,
