@@ -24,6 +24,10 @@ EXTRA: dict[str, str] = {
     "invoiceitem.pricing.price_details": "the price behind an item; typed in InvoiceItem.Pricing",
     "invoice_payment.payment.payment_intent": "the PaymentIntent id when payment.type is payment_intent",
     "invoiceitem.parent.subscription_details.subscription_item": "typed in InvoiceItem.Parent.SubscriptionDetails",
+    "billing_portal.configuration.features.subscription_update.products": (
+        "the products and prices a customer may switch between; typed in stripe-python's "
+        "Configuration.Features.SubscriptionUpdate (the fixture sample leaves it out)"
+    ),
     "webhook_endpoint.secret": "only in the create response, as Stripe does",
 }
 
