@@ -25,7 +25,12 @@ from litestar.template.config import TemplateConfig
 from app.accounts.controller import AccountController
 from app.auth.controller import AuthController
 from app.auth.oidc import OIDCClient
+from app.cli import BillingCLIPlugin
+from app.history.controller import HistoryController
 from app.settings import PROJECT_ROOT, Settings
+from app.stripe_gateway import StripeGateway
+from app.webhooks.controller import stripe_webhook
+from app.webhooks.worker import EventWorker
 from app.web.dependencies import provide_current_user, provide_oidc
 from app.web.errors import EXCEPTION_HANDLERS
 from app.web.health import healthz
@@ -48,12 +53,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # Authlib refuses plain-http token endpoints; the local provider of `make run` is one.
         os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
 
+    gateway = StripeGateway(settings.stripe)
+    worker = EventWorker(gateway)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await DB.start_connection_pool(min_size=1, max_size=10)
+        if settings.app.event_worker:
+            worker.start()
         try:
             yield
         finally:
+            await worker.stop()
             await DB.close_connection_pool()
 
     template_config = TemplateConfig(
@@ -67,15 +78,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
             healthz,
             AuthController,
             AccountController,
+            HistoryController,
+            stripe_webhook,
             create_static_files_router(path="/static", directories=[PROJECT_ROOT / "static"], name="static"),
         ],
         dependencies={
             "oidc": Provide(provide_oidc, sync_to_thread=False),
             "current_user": Provide(provide_current_user),
+            "stripe_gateway": Provide(lambda: gateway, sync_to_thread=False),
+            "worker": Provide(lambda: worker, sync_to_thread=False),
         },
-        state=State({"settings": settings, "oidc": oidc}),
+        state=State({"settings": settings, "oidc": oidc, "stripe_gateway": gateway}),
         request_class=HTMXRequest,
-        plugins=[HTMXPlugin(), FlashPlugin(config=FlashConfig(template_config=template_config))],
+        plugins=[HTMXPlugin(), FlashPlugin(config=FlashConfig(template_config=template_config)), BillingCLIPlugin()],
         middleware=[session_config(settings.app).middleware],
         stores={"sessions": session_store(settings.app)},
         csrf_config=CSRFConfig(

@@ -38,6 +38,9 @@ class AppSettings:
     """`DEFAULT_LOCALE`: locale for money and dates when the browser sends no Accept-Language."""
     default_timezone: str = "UTC"
     """`DEFAULT_TIMEZONE`: IANA time zone used for dates shown to people."""
+    event_worker: bool = True
+    """`EVENT_WORKER`: `in-process` (default) applies Stripe events inside each web process; `off`
+    leaves them to `litestar billing worker` processes."""
 
     @property
     def is_https(self) -> bool:
@@ -125,6 +128,10 @@ class Settings:
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             errors.append("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
 
+        event_worker = (get("EVENT_WORKER", "in-process") or "in-process").lower()
+        if event_worker not in {"in-process", "off"}:
+            errors.append("EVENT_WORKER must be in-process or off")
+
         database_url = url("DATABASE_URL", schemes=("postgres", "postgresql"))
         redis_url = url("REDIS_URL", schemes=("redis", "rediss", "unix"))
 
@@ -180,6 +187,7 @@ class Settings:
                 log_level=log_level,
                 default_locale=get("DEFAULT_LOCALE", "en_US") or "en_US",
                 default_timezone=get("DEFAULT_TIMEZONE", "UTC") or "UTC",
+                event_worker=event_worker == "in-process",
             ),
             database=DatabaseSettings(url=database_url),
             oidc=OIDCSettings(

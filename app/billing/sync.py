@@ -1,0 +1,364 @@
+"""The one sync path: Stripe's current state → the local copy.
+
+Webhook processing (`app.webhooks.worker`), the return handlers (Checkout success, Customer Portal
+return) and the `litestar billing sync` backfill all call these functions. They re-read objects
+from Stripe instead of trusting an event body, because Stripe does not deliver events in order.
+
+Concurrency: `sync_customer` takes a transaction-scoped advisory lock on the customer id before it
+reads from Stripe, so two syncs of one customer (two workers, a worker and a return handler) run
+one after the other, and the later one always writes what it read later: older data never
+overwrites newer. Writes are upserts on the Stripe id (unique), so concurrent first syncs cannot
+make duplicate rows. A subscription that is `canceled` or `incomplete_expired` is terminal at
+Stripe and is never moved back by a late read.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from app.auth.tables import User
+from app.billing.tables import Customer, PaymentTransaction, Plan, Price, Subscription
+from app.stripe_gateway import StripeGateway, StripeNotFound, from_unix
+from piccolo_conf import DB
+
+logger = logging.getLogger(__name__)
+
+TERMINAL_STATUSES = frozenset({"canceled", "incomplete_expired"})
+
+
+@dataclass
+class CustomerSync:
+    """What one `sync_customer` call saw (ids are Stripe ids)."""
+
+    stripe_customer_id: str
+    user_id: int | None
+    linked: bool
+    deleted: bool = False
+    subscriptions: list[str] = field(default_factory=list)
+    payment_intents: list[str] = field(default_factory=list)
+
+
+def _id(value: Any) -> str | None:
+    """A Stripe reference that may be an id or an expanded object → its id."""
+    if isinstance(value, dict):
+        return value.get("id")
+    return value if isinstance(value, str) else None
+
+
+async def _advisory_lock(key: str) -> None:
+    await Customer.raw("SELECT pg_advisory_xact_lock(hashtextextended({}, 0))", key)
+
+
+async def link_customer(stripe_customer: dict[str, Any]) -> Customer | None:
+    """Find or create the local `Customer` row for a Stripe customer.
+
+    A customer is linked to the user named by its `metadata.user_id` (set when this app created
+    it, or when an existing customer was linked at checkout), and only when that user has no
+    other customer. Returns None for customers that belong to nobody here.
+    """
+    existing = await Customer.objects().get(Customer.stripe_customer_id == stripe_customer["id"])
+    if existing is not None:
+        return existing
+    raw_user_id = (stripe_customer.get("metadata") or {}).get("user_id")
+    if not raw_user_id or not str(raw_user_id).isdigit():
+        return None
+    user = await User.objects().get(User.id == int(raw_user_id))
+    if user is None or await Customer.exists().where(Customer.user == user.id):
+        return None
+    await Customer.insert(
+        Customer(user=user.id, stripe_customer_id=stripe_customer["id"], email=stripe_customer.get("email"))
+    ).on_conflict(action="DO NOTHING")
+    return await Customer.objects().get(Customer.stripe_customer_id == stripe_customer["id"])
+
+
+def _card_of(payment_method: Any) -> dict[str, Any]:
+    card = payment_method.get("card") if isinstance(payment_method, dict) else None
+    if not card:
+        return {"card_brand": None, "card_last4": None, "card_exp_month": None, "card_exp_year": None}
+    return {
+        "card_brand": card.get("brand"),
+        "card_last4": card.get("last4"),
+        "card_exp_month": card.get("exp_month"),
+        "card_exp_year": card.get("exp_year"),
+    }
+
+
+async def sync_customer(
+    gateway: StripeGateway,
+    stripe_customer_id: str,
+    *,
+    payment_intent_ids: frozenset[str] = frozenset(),
+    full: bool = False,
+) -> CustomerSync:
+    """Re-read one customer from Stripe and bring its local rows up to date.
+
+    Syncs the customer (email, default card), every subscription, its recent PaymentIntents (the
+    newest 100, every one with `full=True`, plus any named in `payment_intent_ids`) and the invoices
+    that paid them. Runs in one transaction under the customer's advisory lock.
+
+    Raises:
+        StripeUnavailable / StripeRateLimited: Stripe failed; nothing was written.
+    """
+    async with DB.transaction():
+        await _advisory_lock(stripe_customer_id)
+        result = await _sync_customer_locked(gateway, stripe_customer_id, payment_intent_ids, full)
+    return result
+
+
+async def _sync_customer_locked(
+    gateway: StripeGateway, stripe_customer_id: str, payment_intent_ids: frozenset[str], full: bool
+) -> CustomerSync:
+    try:
+        remote = await gateway.retrieve_customer(stripe_customer_id)
+    except StripeNotFound:
+        remote = {"id": stripe_customer_id, "deleted": True}
+    customer = await link_customer(remote) if not remote.get("deleted") else None
+    if customer is None:
+        customer = await Customer.objects().get(Customer.stripe_customer_id == stripe_customer_id)
+    if customer is None:
+        return CustomerSync(stripe_customer_id, user_id=None, linked=False, deleted=bool(remote.get("deleted")))
+    now = datetime.now(UTC)
+    if remote.get("deleted"):
+        await Customer.update({Customer.deleted: True, Customer.synced_at: now}).where(Customer.id == customer.id)
+        return CustomerSync(stripe_customer_id, user_id=customer.user, linked=True, deleted=True)
+
+    default_pm = (remote.get("invoice_settings") or {}).get("default_payment_method")
+    await Customer.update(
+        {
+            Customer.email: remote.get("email"),
+            Customer.name: remote.get("name"),
+            Customer.default_payment_method_id: _id(default_pm),
+            Customer.address: remote.get("address"),
+            Customer.tax_ids: [
+                {"type": t.get("type"), "value": t.get("value")} for t in (remote.get("tax_ids") or {}).get("data", [])
+            ],
+            Customer.deleted: False,
+            Customer.synced_at: now,
+            **{getattr(Customer, k): v for k, v in _card_of(default_pm).items()},
+        }
+    ).where(Customer.id == customer.id)
+
+    result = CustomerSync(stripe_customer_id, user_id=customer.user, linked=True)
+    subscription_ids: dict[str, int] = {}
+    async for sub in gateway.subscriptions_of(stripe_customer_id):
+        local_id = await upsert_subscription(sub, customer, read_at=now)
+        subscription_ids[sub["id"]] = local_id
+        result.subscriptions.append(sub["id"])
+
+    invoices: dict[str, dict[str, Any]] = {}
+    async for invoice in gateway.invoices_of(stripe_customer_id, max_pages=100 if full else 1):
+        for payment in (invoice.get("payments") or {}).get("data", []):
+            pi_id = _id((payment.get("payment") or {}).get("payment_intent"))
+            if pi_id:
+                invoices[pi_id] = invoice
+
+    seen: set[str] = set()
+    async for intent in gateway.payment_intents_of(stripe_customer_id, max_pages=100 if full else 1):
+        seen.add(intent["id"])
+        await upsert_payment(intent, customer, invoices.get(intent["id"]), subscription_ids)
+        result.payment_intents.append(intent["id"])
+    for pi_id in payment_intent_ids - seen:
+        try:
+            intent = await gateway.retrieve_payment_intent(pi_id)
+        except StripeNotFound:
+            continue
+        if _id(intent.get("customer")) == stripe_customer_id:
+            await upsert_payment(intent, customer, invoices.get(pi_id), subscription_ids)
+            result.payment_intents.append(pi_id)
+    return result
+
+
+async def upsert_subscription(sub: dict[str, Any], customer: Customer, read_at: datetime) -> int:
+    """Write one Stripe Subscription (as read at `read_at`, UTC); returns the local row id.
+
+    The period comes from the subscription's items (`items.data[].current_period_*`, the
+    current API's place for it). A terminal local status is never overwritten by a non-terminal one.
+    """
+    items = (sub.get("items") or {}).get("data") or [{}]
+    item = items[0]
+    price_id = _id(item.get("price"))
+    price = await Price.objects().get(Price.stripe_price_id == price_id) if price_id else None
+    values: dict[str, Any] = {
+        "status": sub.get("status", "incomplete"),
+        "price": price.id if price else None,
+        "stripe_price_id": price_id,
+        "quantity": item.get("quantity") or 1,
+        "current_period_start": from_unix(item.get("current_period_start")),
+        "current_period_end": from_unix(item.get("current_period_end")),
+        "cancel_at_period_end": bool(sub.get("cancel_at_period_end")),
+        "cancel_at": from_unix(sub.get("cancel_at")),
+        "canceled_at": from_unix(sub.get("canceled_at")),
+        "ended_at": from_unix(sub.get("ended_at")),
+        "trial_start": from_unix(sub.get("trial_start")),
+        "trial_end": from_unix(sub.get("trial_end")),
+        "default_payment_method_id": _id(sub.get("default_payment_method")),
+        "latest_invoice_id": _id(sub.get("latest_invoice")),
+        "stripe_created": from_unix(sub.get("created")),
+        "stripe_updated_at": read_at,
+    }
+    existing = await Subscription.objects().get(Subscription.stripe_subscription_id == sub["id"])
+    if existing is None:
+        rows = (
+            await Subscription.insert(
+                Subscription(stripe_subscription_id=sub["id"], customer=customer.id, user=customer.user, **values)
+            )
+            .on_conflict(target=Subscription.stripe_subscription_id, action="DO NOTHING")
+            .returning(Subscription.id)
+        )
+        if rows:
+            return int(rows[0]["id"])
+        existing = await Subscription.objects().get(Subscription.stripe_subscription_id == sub["id"])
+        assert existing is not None
+    if existing.status in TERMINAL_STATUSES and values["status"] not in TERMINAL_STATUSES:
+        logger.warning("Ignoring %s for terminal subscription %s", values["status"], sub["id"])
+        return int(existing.id)
+    if existing.stripe_updated_at and existing.stripe_updated_at > read_at:
+        return int(existing.id)
+    await Subscription.update({getattr(Subscription, k): v for k, v in values.items()}).where(
+        Subscription.id == existing.id
+    )
+    return int(existing.id)
+
+
+def payment_status(intent: dict[str, Any], charge: dict[str, Any]) -> str:
+    """Our status for a PaymentIntent and its latest Charge.
+
+    succeeded | partially_refunded | refunded | failed | pending | canceled.
+    """
+    status = intent.get("status")
+    if status == "succeeded":
+        refunded = int(charge.get("amount_refunded") or 0)
+        if refunded and refunded >= int(charge.get("amount") or intent.get("amount") or 0):
+            return "refunded"
+        return "partially_refunded" if refunded else "succeeded"
+    if status == "canceled":
+        return "canceled"
+    if intent.get("last_payment_error") or charge.get("status") == "failed":
+        return "failed"
+    return "pending"
+
+
+def _description(intent: dict[str, Any], invoice: dict[str, Any] | None) -> str:
+    if invoice:
+        lines = (invoice.get("lines") or {}).get("data") or []
+        if lines and lines[0].get("description"):
+            return str(lines[0]["description"])
+        if invoice.get("description"):
+            return str(invoice["description"])
+    if intent.get("description"):
+        return str(intent["description"])
+    metadata = intent.get("metadata") or {}
+    if metadata.get("plan_name"):
+        return f"{metadata['plan_name']} — lifetime access"
+    return "Payment"
+
+
+async def upsert_payment(
+    intent: dict[str, Any],
+    customer: Customer,
+    invoice: dict[str, Any] | None,
+    subscription_ids: dict[str, int],
+) -> None:
+    """Write one PaymentIntent (with its latest Charge and paying Invoice) as a `payment_transaction`."""
+    charge = intent.get("latest_charge") if isinstance(intent.get("latest_charge"), dict) else {}
+    charge = charge or {}
+    card = (charge.get("payment_method_details") or {}).get("card") or {}
+    status = payment_status(intent, charge)
+    error = intent.get("last_payment_error") or {}
+    refunds = (charge.get("refunds") or {}).get("data") or []
+    subscription_stripe_id = None
+    if invoice:
+        details = (invoice.get("parent") or {}).get("subscription_details") or {}
+        subscription_stripe_id = _id(details.get("subscription"))
+    metadata = dict(intent.get("metadata") or {})
+    values: dict[str, Any] = {
+        "user": customer.user,
+        "subscription": subscription_ids.get(subscription_stripe_id or ""),
+        "stripe_charge_id": charge.get("id"),
+        "stripe_invoice_id": invoice.get("id") if invoice else None,
+        "stripe_customer_id": customer.stripe_customer_id,
+        "stripe_price_id": metadata.get("price_id"),
+        "amount_cents": int(intent.get("amount") or 0),
+        "amount_refunded_cents": int(charge.get("amount_refunded") or 0),
+        "currency": str(intent.get("currency") or "usd"),
+        "status": status,
+        "payment_method": card.get("brand"),
+        "payment_method_last4": card.get("last4"),
+        "description": _description(intent, invoice),
+        "failure_reason": (error.get("message") or charge.get("failure_message")) if status == "failed" else None,
+        "metadata": metadata,
+        "hosted_invoice_url": invoice.get("hosted_invoice_url") if invoice else None,
+        "invoice_pdf_url": invoice.get("invoice_pdf") if invoice else None,
+        "receipt_url": charge.get("receipt_url"),
+        "paid_at": from_unix(charge.get("created"))
+        if status in {"succeeded", "refunded", "partially_refunded"}
+        else None,
+        "refunded_at": from_unix(max((r.get("created") or 0) for r in refunds)) if refunds else None,
+        "created_at": from_unix(intent.get("created")) or datetime.now(UTC),
+        "updated_at": datetime.now(UTC),
+    }
+    await PaymentTransaction.insert(PaymentTransaction(stripe_payment_intent_id=intent["id"], **values)).on_conflict(
+        target=PaymentTransaction.stripe_payment_intent_id,
+        action="DO UPDATE",
+        values=[getattr(PaymentTransaction, k) for k in values if k != "created_at"],
+    )
+
+
+async def sync_catalog(gateway: StripeGateway) -> tuple[int, int]:
+    """Re-read every plan Product (`metadata.plan_key`) and its Prices into `plan`/`price`.
+
+    Returns (plans, prices) written. Products without `plan_key` are not plans and are skipped.
+    """
+    plans = prices = 0
+    async with DB.transaction():
+        await _advisory_lock("catalog")
+        product_plan: dict[str, int] = {}
+        async for product in gateway.products():
+            metadata = product.get("metadata") or {}
+            key = metadata.get("plan_key")
+            if not key:
+                continue
+            features = [f.get("name") for f in product.get("marketing_features") or [] if f.get("name")]
+            values = {
+                Plan.stripe_product_id: product["id"],
+                Plan.name: product.get("name") or key,
+                Plan.description: product.get("description") or "",
+                Plan.features: features,
+                Plan.sort_order: int(metadata.get("sort", "0") or 0),
+                Plan.active: bool(product.get("active", True)),
+                Plan.synced_at: datetime.now(UTC),
+            }
+            await Plan.insert(Plan(key=key, **{c._meta.name: v for c, v in values.items()})).on_conflict(
+                target=Plan.key, action="DO UPDATE", values=list(values)
+            )
+            plan = await Plan.objects().get(Plan.key == key)
+            assert plan is not None
+            product_plan[product["id"]] = plan.id
+            plans += 1
+        # Lookup keys move between prices (`transfer_lookup_key`): clear them first, then set.
+        remote_prices = [p async for p in gateway.prices()]
+        await Price.update({Price.lookup_key: None}, force=True)
+        for price in remote_prices:
+            plan_id = product_plan.get(_id(price.get("product")) or "")
+            if plan_id is None:
+                continue
+            recurring = price.get("recurring") or {}
+            values = {
+                Price.plan: plan_id,
+                Price.lookup_key: price.get("lookup_key"),
+                Price.currency: price.get("currency") or "usd",
+                Price.unit_amount_cents: int(price.get("unit_amount") or 0),
+                Price.type: price.get("type") or ("recurring" if recurring else "one_time"),
+                Price.interval: recurring.get("interval"),
+                Price.interval_count: int(recurring.get("interval_count") or 1),
+                Price.active: bool(price.get("active", True)),
+                Price.synced_at: datetime.now(UTC),
+            }
+            await Price.insert(
+                Price(stripe_price_id=price["id"], **{c._meta.name: v for c, v in values.items()})
+            ).on_conflict(target=Price.stripe_price_id, action="DO UPDATE", values=list(values))
+            prices += 1
+    return plans, prices

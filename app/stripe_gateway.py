@@ -1,0 +1,378 @@
+"""The only module that talks to Stripe (imports `stripe`).
+
+Everything else calls `StripeGateway` and gets plain `dict`s shaped like Stripe's API objects
+(`StripeObject.to_dict()`), or one of this module's errors. The API version is pinned once, here,
+to the one the installed SDK was generated for (`stripe.api_version`). `STRIPE_API_BASE` points the
+SDK at another server speaking Stripe's API (the offline emulator) with no other code path.
+
+Stripe API reference: https://docs.stripe.com/api
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+
+import stripe
+
+from app.settings import StripeSettings
+
+logger = logging.getLogger(__name__)
+
+API_VERSION: str = stripe.api_version
+WEBHOOK_TOLERANCE_SECONDS = 300
+T = TypeVar("T")
+
+
+class StripeGatewayError(Exception):
+    """Base of every error this module raises; `request_id` is Stripe's `req_…` when known."""
+
+    def __init__(self, message: str, *, request_id: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        self.code = code
+
+
+class StripeUnavailable(StripeGatewayError):
+    """Stripe could not be reached, timed out, or answered 5xx: try again later."""
+
+
+class StripeRateLimited(StripeUnavailable):
+    """Stripe answered 429 (about 25 requests/s in test mode, 100 live): back off, then retry."""
+
+
+class StripeRequestRejected(StripeGatewayError):
+    """Stripe refused the request (4xx): a bug or bad input, not worth retrying as is."""
+
+
+class StripeNotFound(StripeRequestRejected):
+    """The object does not exist (404 `resource_missing`)."""
+
+
+class StripeCardDeclined(StripeRequestRejected):
+    """A card was declined (402 `card_error`); `code`/`decline_code` say why."""
+
+
+class WebhookSignatureError(Exception):
+    """A webhook's `Stripe-Signature` is missing, malformed, stale or does not match."""
+
+
+def from_unix(value: int | None) -> datetime | None:
+    """Stripe's Unix seconds → an aware UTC datetime (None stays None)."""
+    return datetime.fromtimestamp(value, tz=UTC) if value is not None else None
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A Stripe object (or list) as plain nested dicts and lists."""
+    if obj is None:
+        return {}
+    if isinstance(obj, dict) and not isinstance(obj, stripe.StripeObject):
+        return obj
+    return cast(dict[str, Any], obj.to_dict(recursive=True))
+
+
+class StripeGateway:
+    """Async access to the Stripe API for one account (`STRIPE_SECRET_KEY`).
+
+    Every method maps `stripe.StripeError` to this module's errors and logs Stripe's request id.
+    """
+
+    def __init__(self, settings: StripeSettings, max_network_retries: int = 2) -> None:
+        self.settings = settings
+        base_addresses: dict[str, str] = {}
+        if settings.api_base:
+            base_addresses = {"api": settings.api_base, "files": settings.api_base, "connect": settings.api_base}
+        self.client = stripe.StripeClient(
+            settings.secret_key,
+            stripe_version=API_VERSION,
+            base_addresses=base_addresses,  # type: ignore[arg-type]
+            max_network_retries=max_network_retries,
+            http_client=stripe.HTTPXClient(timeout=20),
+        )
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        except stripe.CardError as exc:
+            raise StripeCardDeclined(
+                exc.user_message or "The card was declined.", request_id=exc.request_id, code=exc.code
+            ) from exc
+        except stripe.RateLimitError as exc:
+            logger.warning("Stripe rate limit on %s (request %s)", what, exc.request_id)
+            raise StripeRateLimited("Stripe is rate limiting requests.", request_id=exc.request_id) from exc
+        except stripe.InvalidRequestError as exc:
+            logger.warning("Stripe refused %s: %s %s (request %s)", what, exc.code, exc.user_message, exc.request_id)
+            error_cls = StripeNotFound if exc.code == "resource_missing" else StripeRequestRejected
+            raise error_cls(str(exc.user_message or exc), request_id=exc.request_id, code=exc.code) from exc
+        except (stripe.APIConnectionError, stripe.APIError) as exc:
+            logger.error("Stripe unavailable during %s: %s (request %s)", what, exc, exc.request_id)
+            raise StripeUnavailable("Stripe did not answer.", request_id=exc.request_id) from exc
+        except stripe.StripeError as exc:
+            status = exc.http_status or 0
+            logger.error("Stripe error during %s: %s (status %s, request %s)", what, exc, status, exc.request_id)
+            if status >= 500 or status == 0:
+                raise StripeUnavailable("Stripe did not answer.", request_id=exc.request_id) from exc
+            raise StripeRequestRejected(str(exc.user_message or exc), request_id=exc.request_id) from exc
+
+    async def _list_all(
+        self, what: str, list_call: Callable[[dict[str, Any]], Awaitable[Any]], params: dict[str, Any], max_pages: int
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Page through a list endpoint with `starting_after` (100 per page, at most `max_pages`)."""
+        page_params = {**params, "limit": 100}
+        for _ in range(max_pages):
+            page = as_dict(await self._call(what, lambda p=dict(page_params): list_call(p)))  # type: ignore[misc]
+            data = page.get("data", [])
+            for item in data:
+                yield item
+            if not page.get("has_more") or not data:
+                return
+            page_params["starting_after"] = data[-1]["id"]
+
+    # Customers — https://docs.stripe.com/api/customers
+
+    async def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
+        """Retrieve a Customer with its default PaymentMethod and tax ids expanded (may be `deleted`).
+
+        Raises: StripeNotFound, StripeUnavailable, StripeRequestRejected.
+        """
+        return as_dict(
+            await self._call(
+                "customers.retrieve",
+                lambda: self.client.v1.customers.retrieve_async(
+                    customer_id, params={"expand": ["invoice_settings.default_payment_method", "tax_ids"]}
+                ),
+            )
+        )
+
+    async def create_customer(
+        self, *, email: str | None, name: str | None, metadata: dict[str, str], idempotency_key: str
+    ) -> dict[str, Any]:
+        """Create a Customer (https://docs.stripe.com/api/customers/create) idempotently."""
+        params: dict[str, Any] = {"metadata": metadata}
+        if email:
+            params["email"] = email
+        if name:
+            params["name"] = name
+        return as_dict(
+            await self._call(
+                "customers.create",
+                lambda: self.client.v1.customers.create_async(
+                    params=params,  # type: ignore[arg-type]
+                    options={"idempotency_key": idempotency_key},
+                ),
+            )
+        )
+
+    async def list_customers_by_email(self, email: str) -> list[dict[str, Any]]:
+        """Customers whose email is exactly `email` (https://docs.stripe.com/api/customers/list)."""
+        page = await self._call(
+            "customers.list", lambda: self.client.v1.customers.list_async(params={"email": email, "limit": 10})
+        )
+        return list(as_dict(page).get("data", []))
+
+    async def update_customer_metadata(self, customer_id: str, metadata: dict[str, str]) -> dict[str, Any]:
+        """Merge `metadata` into a Customer's metadata (https://docs.stripe.com/api/customers/update)."""
+        return as_dict(
+            await self._call(
+                "customers.update",
+                lambda: self.client.v1.customers.update_async(customer_id, params={"metadata": metadata}),
+            )
+        )
+
+    # Subscriptions, PaymentIntents, Invoices of one customer
+
+    def subscriptions_of(self, customer_id: str) -> AsyncIterator[dict[str, Any]]:
+        """Every Subscription of a customer, any status (https://docs.stripe.com/api/subscriptions/list)."""
+        return self._list_all(
+            "subscriptions.list",
+            lambda p: self.client.v1.subscriptions.list_async(params=p),  # type: ignore[arg-type]
+            {"customer": customer_id, "status": "all"},
+            max_pages=10,
+        )
+
+    def payment_intents_of(self, customer_id: str, max_pages: int = 1) -> AsyncIterator[dict[str, Any]]:
+        """A customer's PaymentIntents, newest first, with `latest_charge` expanded
+        (https://docs.stripe.com/api/payment_intents/list)."""
+        return self._list_all(
+            "payment_intents.list",
+            lambda p: self.client.v1.payment_intents.list_async(params=p),  # type: ignore[arg-type]
+            {"customer": customer_id, "expand": ["data.latest_charge"]},
+            max_pages=max_pages,
+        )
+
+    async def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
+        """One PaymentIntent with `latest_charge` expanded (https://docs.stripe.com/api/payment_intents/retrieve)."""
+        return as_dict(
+            await self._call(
+                "payment_intents.retrieve",
+                lambda: self.client.v1.payment_intents.retrieve_async(
+                    payment_intent_id, params={"expand": ["latest_charge"]}
+                ),
+            )
+        )
+
+    def invoices_of(self, customer_id: str, max_pages: int = 1) -> AsyncIterator[dict[str, Any]]:
+        """A customer's Invoices, newest first, with `payments` expanded
+        (https://docs.stripe.com/api/invoices/list; `payments` links an invoice to its PaymentIntents)."""
+        return self._list_all(
+            "invoices.list",
+            lambda p: self.client.v1.invoices.list_async(params=p),  # type: ignore[arg-type]
+            {"customer": customer_id, "expand": ["data.payments"]},
+            max_pages=max_pages,
+        )
+
+    # Catalogue — https://docs.stripe.com/api/products, https://docs.stripe.com/api/prices
+
+    def products(self) -> AsyncIterator[dict[str, Any]]:
+        """Every Product, active or not."""
+        return self._list_all(
+            "products.list",
+            lambda p: self.client.v1.products.list_async(params=p),  # type: ignore[arg-type]
+            {},
+            max_pages=20,
+        )
+
+    def prices(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Every Price matching `filters` (e.g. `product=`, `active=`, `lookup_keys=[...]`)."""
+        return self._list_all(
+            "prices.list",
+            lambda p: self.client.v1.prices.list_async(params=p),  # type: ignore[arg-type]
+            dict(filters),
+            max_pages=50,
+        )
+
+    async def create_product(self, params: dict[str, Any]) -> dict[str, Any]:
+        """https://docs.stripe.com/api/products/create"""
+        return as_dict(
+            await self._call("products.create", lambda: self.client.v1.products.create_async(params=params))  # type: ignore[arg-type]
+        )
+
+    async def update_product(self, product_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """https://docs.stripe.com/api/products/update"""
+        return as_dict(
+            await self._call(
+                "products.update",
+                lambda: self.client.v1.products.update_async(product_id, params=params),  # type: ignore[arg-type]
+            )
+        )
+
+    async def create_price(self, params: dict[str, Any]) -> dict[str, Any]:
+        """https://docs.stripe.com/api/prices/create"""
+        return as_dict(await self._call("prices.create", lambda: self.client.v1.prices.create_async(params=params)))  # type: ignore[arg-type]
+
+    async def update_price(self, price_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """https://docs.stripe.com/api/prices/update"""
+        return as_dict(
+            await self._call(
+                "prices.update",
+                lambda: self.client.v1.prices.update_async(price_id, params=params),  # type: ignore[arg-type]
+            )
+        )
+
+    # Checkout — https://docs.stripe.com/api/checkout/sessions
+
+    async def create_checkout_session(self, params: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        """Create a Checkout Session (https://docs.stripe.com/api/checkout/sessions/create)."""
+        options: dict[str, Any] = {"idempotency_key": idempotency_key} if idempotency_key else {}
+        return as_dict(
+            await self._call(
+                "checkout.sessions.create",
+                lambda: self.client.v1.checkout.sessions.create_async(params=params, options=options),  # type: ignore[arg-type]
+            )
+        )
+
+    async def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
+        """https://docs.stripe.com/api/checkout/sessions/retrieve"""
+        return as_dict(
+            await self._call(
+                "checkout.sessions.retrieve", lambda: self.client.v1.checkout.sessions.retrieve_async(session_id)
+            )
+        )
+
+    # Customer Portal — https://docs.stripe.com/api/customer_portal
+
+    async def create_portal_session(self, params: dict[str, Any]) -> dict[str, Any]:
+        """https://docs.stripe.com/api/customer_portal/sessions/create"""
+        return as_dict(
+            await self._call(
+                "billing_portal.sessions.create",
+                lambda: self.client.v1.billing_portal.sessions.create_async(params=params),  # type: ignore[arg-type]
+            )
+        )
+
+    def portal_configurations(self) -> AsyncIterator[dict[str, Any]]:
+        """https://docs.stripe.com/api/customer_portal/configurations/list"""
+        return self._list_all(
+            "billing_portal.configurations.list",
+            lambda p: self.client.v1.billing_portal.configurations.list_async(params=p),  # type: ignore[arg-type]
+            {},
+            max_pages=5,
+        )
+
+    async def create_portal_configuration(self, params: dict[str, Any]) -> dict[str, Any]:
+        """https://docs.stripe.com/api/customer_portal/configurations/create"""
+        return as_dict(
+            await self._call(
+                "billing_portal.configurations.create",
+                lambda: self.client.v1.billing_portal.configurations.create_async(params=params),  # type: ignore[arg-type]
+            )
+        )
+
+    async def update_portal_configuration(self, configuration_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """https://docs.stripe.com/api/customer_portal/configurations/update"""
+        return as_dict(
+            await self._call(
+                "billing_portal.configurations.update",
+                lambda: self.client.v1.billing_portal.configurations.update_async(configuration_id, params=params),  # type: ignore[arg-type]
+            )
+        )
+
+    # Events — https://docs.stripe.com/api/events
+
+    def events(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Events matching `filters` (`type`, `types`, `created`, `delivery_success`), newest first."""
+        return self._list_all(
+            "events.list",
+            lambda p: self.client.v1.events.list_async(params=p),  # type: ignore[arg-type]
+            dict(filters),
+            max_pages=30,
+        )
+
+    # Webhooks — https://docs.stripe.com/webhooks#verify-manually
+
+    def verify_webhook(self, payload: bytes, signature_header: str | None, now: float | None = None) -> dict[str, Any]:
+        """Check `Stripe-Signature` against every configured secret and return the event as a dict.
+
+        Accepts a timestamp at most 300 s old (Stripe's tolerance) and, unlike the SDK, at most
+        300 s in the future, so a captured request cannot be replayed later.
+
+        Raises:
+            WebhookSignatureError: missing, malformed, stale or not matching any secret.
+        """
+        if not signature_header:
+            raise WebhookSignatureError("missing Stripe-Signature header")
+        now = time.time() if now is None else now
+        try:
+            timestamp = int(dict(part.split("=", 1) for part in signature_header.split(",") if "=" in part)["t"])
+        except (KeyError, ValueError) as exc:
+            raise WebhookSignatureError("malformed Stripe-Signature header") from exc
+        if abs(now - timestamp) > WEBHOOK_TOLERANCE_SECONDS:
+            raise WebhookSignatureError("timestamp outside the tolerance zone")
+        text = payload.decode("utf-8", errors="replace")
+        for secret in self.settings.webhook_secrets:
+            try:
+                stripe.WebhookSignature.verify_header(text, signature_header, secret, WEBHOOK_TOLERANCE_SECONDS)
+            except stripe.SignatureVerificationError:
+                continue
+            try:
+                event = json.loads(payload)
+            except ValueError as exc:
+                raise WebhookSignatureError("body is not JSON") from exc
+            if not isinstance(event, dict) or not str(event.get("id", "")).startswith("evt_"):
+                raise WebhookSignatureError("body is not a Stripe event")
+            return event
+        raise WebhookSignatureError("no matching signature")
