@@ -1,0 +1,151 @@
+"""`/billing/history` and `/billing/history.csv`: the signed-in person's payments.
+
+Query parameters (all optional, all kept in pager and CSV links):
+
+| name     | values                                             | invalid →                     |
+|----------|----------------------------------------------------|-------------------------------|
+| `status` | all, succeeded, pending, failed, refunded (incl. partially refunded) | 400, form shows the error |
+| `from`, `to` | YYYY-MM-DD, inclusive, in the person's time zone | 400, form shows the error   |
+| `size`   | 10 (default), 25, 50 — not clamped                 | 400, form shows the error     |
+| `after`, `before` | an opaque cursor from a pager link (see `app.history.service`) | 400 error page |
+
+An HTMX request (`HX-Request`, not a history restore) gets only `history/_rows.html`: the table,
+the pager and the CSV link; a plain request gets the whole page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.exceptions import ClientException
+from litestar.params import QueryParameter
+from litestar.plugins.htmx import HTMXRequest
+from litestar.response import Stream, Template
+from litestar.status_codes import HTTP_400_BAD_REQUEST
+
+from app.auth.tables import User
+from app.history.service import (
+    PAGE_SIZES,
+    STATUS_FILTERS,
+    CursorError,
+    CursorSigner,
+    FilterError,
+    HistoryFilters,
+    csv_chunks,
+    fetch_page,
+    parse_filters,
+    parse_page_size,
+)
+from app.web.guards import requires_login
+from app.web.i18n import timezone_named
+
+Query = Annotated[str | None, QueryParameter(required=False)]
+FromQuery = Annotated[str | None, QueryParameter(name="from", required=False)]
+
+
+def _wants_fragment(request: HTMXRequest) -> bool:
+    # htmx asks for the whole page when restoring history it has not cached.
+    return bool(request.htmx) and not request.htmx.history_restore_request and not request.htmx.boosted
+
+
+def _url(request: HTMXRequest, name: str, params: Mapping[str, str | int]) -> str:
+    path = request.app.route_reverse(name)
+    return f"{path}?{urlencode(params)}" if params else path
+
+
+class HistoryController(Controller):
+    """Payment history page and its CSV export (the path is `/billing` so the CSV can end in `.csv`)."""
+
+    path = "/billing"
+    guards = [requires_login]  # noqa: RUF012
+
+    @get("/history", name="history:list", cache=False)
+    async def list_payments(
+        self,
+        request: HTMXRequest,
+        current_user: NamedDependency[User],
+        status: Query = None,
+        date_from: FromQuery = None,
+        to: Query = None,
+        size: Query = None,
+        after: Query = None,
+        before: Query = None,
+    ) -> Template:
+        """Newest payments first, in keyset pages, filtered by status and date range.
+
+        Raises:
+            ClientException: 400 for a cursor that is malformed, altered, or made for another user.
+        """
+        raw = {"status": status or "", "from": date_from or "", "to": to or "", "size": size or ""}
+        context: dict[str, Any] = {"raw": raw, "statuses": list(STATUS_FILTERS), "page_sizes": PAGE_SIZES}
+        tz = timezone_named(request.cookies.get("tz"), request.app.state.settings.app.default_timezone)
+        try:
+            filters = parse_filters(status, date_from, to, tz)
+            page_size = parse_page_size(size)
+        except FilterError as exc:
+            context.update(errors=exc.errors, filters=HistoryFilters(), page=None)
+            return self._render(request, context, status_code=HTTP_400_BAD_REQUEST)
+        signer = CursorSigner(request.app.state.settings.app.session_secret, current_user.id)
+        try:
+            if after and before:
+                raise CursorError("A page link can go forward or back, not both.")
+            page = await fetch_page(
+                current_user.id,
+                filters,
+                size=page_size,
+                after=signer.decode(after) if after else None,
+                before=signer.decode(before) if before else None,
+            )
+        except CursorError as exc:
+            raise ClientException(detail=str(exc), status_code=HTTP_400_BAD_REQUEST) from exc
+        keep: dict[str, str | int] = {**filters.query_params()}
+        if page_size != PAGE_SIZES[0]:
+            keep["size"] = page_size
+        context.update(
+            errors={},
+            filters=filters,
+            page=page,
+            first_url=_url(request, "history:list", keep),
+            newer_url=page.newer_position
+            and _url(request, "history:list", {**keep, "before": signer.encode(page.newer_position)}),
+            older_url=page.older_position
+            and _url(request, "history:list", {**keep, "after": signer.encode(page.older_position)}),
+            csv_url=_url(request, "history:csv", filters.query_params()),
+        )
+        return self._render(request, context)
+
+    def _render(self, request: HTMXRequest, context: dict[str, Any], status_code: int = 200) -> Template:
+        template = "history/_rows.html" if _wants_fragment(request) else "history/list.html"
+        # The same URL answers with a fragment or a page: keep caches from mixing them up.
+        return Template(
+            template_name=template, context=context, status_code=status_code, headers={"Vary": "HX-Request"}
+        )
+
+    @get("/history.csv", name="history:csv", cache=False)
+    async def export_csv(
+        self,
+        request: HTMXRequest,
+        current_user: NamedDependency[User],
+        status: Query = None,
+        date_from: FromQuery = None,
+        to: Query = None,
+    ) -> Stream:
+        """Every payment matching the filters as CSV (`payments.csv`), streamed in keyset batches.
+
+        Raises:
+            ClientException: 400 for an invalid filter value.
+        """
+        tz = timezone_named(request.cookies.get("tz"), request.app.state.settings.app.default_timezone)
+        try:
+            filters = parse_filters(status, date_from, to, tz)
+        except FilterError as exc:
+            raise ClientException(detail=str(exc), status_code=HTTP_400_BAD_REQUEST) from exc
+        return Stream(
+            csv_chunks(current_user.id, filters),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="payments.csv"', "Cache-Control": "no-store"},
+        )
