@@ -25,7 +25,6 @@ from litestar.template.config import TemplateConfig
 from app.accounts.controller import AccountController
 from app.auth.controller import AuthController
 from app.auth.oidc import OIDCClient
-from app.history.controller import HistoryController
 from app.cli import BillingCLIPlugin
 from app.history.controller import HistoryController
 from app.settings import PROJECT_ROOT, Settings
@@ -79,7 +78,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             healthz,
             AuthController,
             AccountController,
-            HistoryController,
             HistoryController,
             stripe_webhook,
             create_static_files_router(path="/static", directories=[PROJECT_ROOT / "static"], name="static"),
