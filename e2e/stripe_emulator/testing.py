@@ -54,11 +54,21 @@ class WebhookReceiver:
                 self.end_headers()
                 self.wfile.write(b"{}")
 
+            def do_GET(self) -> None:
+                # A landing page for success/return URLs in browser tests.
+                body = f"<!doctype html><title>Landing</title><h1>Landing</h1><p>{self.path}</p>".encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhooks/stripe"
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"{self.base_url}/webhooks/stripe"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="webhook-receiver")
         self.thread.start()
 
