@@ -25,18 +25,20 @@ from litestar.template.config import TemplateConfig
 from app.accounts.controller import AccountController
 from app.auth.controller import AuthController
 from app.auth.oidc import OIDCClient
+from app.billing.controller import CheckoutController
 from app.cli import BillingCLIPlugin
 from app.history.controller import HistoryController
+from app.plans.controller import PlansController
 from app.settings import PROJECT_ROOT, Settings
 from app.stripe_gateway import StripeGateway
-from app.webhooks.controller import stripe_webhook
-from app.webhooks.worker import EventWorker
 from app.web.dependencies import provide_current_user, provide_oidc
 from app.web.errors import EXCEPTION_HANDLERS
 from app.web.health import healthz
 from app.web.pages import home
 from app.web.sessions import session_config, session_store
 from app.web.templating import configure_engine
+from app.webhooks.controller import stripe_webhook
+from app.webhooks.worker import EventWorker
 from piccolo_conf import DB
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -78,6 +80,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             healthz,
             AuthController,
             AccountController,
+            PlansController,
+            CheckoutController,
             HistoryController,
             stripe_webhook,
             create_static_files_router(path="/static", directories=[PROJECT_ROOT / "static"], name="static"),

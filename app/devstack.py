@@ -142,6 +142,40 @@ async def apply_migrations() -> None:
         raise RuntimeError(f"Migrations failed: {result.message}")
 
 
+async def push_demo_catalog() -> None:
+    """Publish `plans.toml` to the (emulated) Stripe account and sync it into the local tables."""
+    from app.billing.sync import sync_catalog
+    from app.plans.catalog import load_catalog, push_catalog
+    from app.settings import Settings
+    from app.stripe_gateway import StripeGateway
+
+    gateway = StripeGateway(Settings.from_env().stripe)
+    actions = await push_catalog(gateway, load_catalog())
+    plans, prices = await sync_catalog(gateway)
+    logger.info("Demo catalogue: %d change(s) pushed; %d plans and %d prices synced", len(actions), plans, prices)
+
+
+EXPORTED = (
+    "APP_BASE_URL",
+    "SESSION_SECRET",
+    "DATABASE_URL",
+    "OIDC_ISSUER",
+    "AUTH0_CLIENT_ID",
+    "AUTH0_CLIENT_SECRET",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_PUBLISHABLE_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_API_BASE",
+)
+
+
+def write_env_file(path: Path, env: MutableMapping[str, str]) -> None:
+    """Write the stack's settings (mode 0600) so `litestar billing …` can run against it."""
+    lines = [f"{name}={env[name]}" for name in EXPORTED if env.get(name)]
+    path.touch(mode=0o600)
+    path.write_text("\n".join(lines) + "\n")
+
+
 def prepare(stack: contextlib.ExitStack, env: MutableMapping[str, str]) -> None:
     """Start every stand-in that `env` does not replace, export its settings, apply migrations."""
     directory = data_dir(env)
@@ -154,9 +188,13 @@ def prepare(stack: contextlib.ExitStack, env: MutableMapping[str, str]) -> None:
         logger.info("Embedded PostgreSQL running in %s", directory / "postgres")
     if not env.get("AUTH0_DOMAIN") and not env.get("OIDC_ISSUER"):
         start_oidc_provider(stack, env)
-    if not env.get("STRIPE_SECRET_KEY"):
+    emulated_stripe = not env.get("STRIPE_SECRET_KEY")
+    if emulated_stripe:
         start_stripe_emulator(stack, env, port)
     asyncio.run(apply_migrations())
+    if emulated_stripe:
+        asyncio.run(push_demo_catalog())
+    write_env_file(directory / "devstack.env", env)
 
 
 def main() -> None:

@@ -275,7 +275,9 @@ class StripeGateway:
 
     # Checkout — https://docs.stripe.com/api/checkout/sessions
 
-    async def create_checkout_session(self, params: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+    async def create_checkout_session(
+        self, params: dict[str, Any], idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         """Create a Checkout Session (https://docs.stripe.com/api/checkout/sessions/create)."""
         options: dict[str, Any] = {"idempotency_key": idempotency_key} if idempotency_key else {}
         return as_dict(

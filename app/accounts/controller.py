@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 from litestar.response import Template
 
 from app.auth.tables import User
+from app.billing.service import account_billing
 from app.web.guards import requires_login
 
 
@@ -20,5 +21,6 @@ class AccountController(Controller):
 
     @get("/", name="account:show", cache=False)
     async def show(self, request: Request[Any, Any, Any], current_user: NamedDependency[User]) -> Template:
-        """Name and email of the signed-in person."""
-        return Template(template_name="accounts/show.html", context={"user": current_user})
+        """Profile and billing summary of the signed-in person, read from the local copy only."""
+        billing = await account_billing(current_user.id)
+        return Template(template_name="accounts/show.html", context={"user": current_user, "billing": billing})

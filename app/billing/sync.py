@@ -65,11 +65,17 @@ async def link_customer(stripe_customer: dict[str, Any]) -> Customer | None:
     raw_user_id = (stripe_customer.get("metadata") or {}).get("user_id")
     if not raw_user_id or not str(raw_user_id).isdigit():
         return None
-    user = await User.objects().get(User.id == int(raw_user_id))
-    if user is None or await Customer.exists().where(Customer.user == user.id):
+    # The same lock `get_or_create_customer` holds while it creates a customer for this user.
+    locked = await User.raw('SELECT id FROM "user" WHERE id = {} FOR UPDATE', int(raw_user_id))
+    if not locked:
+        return None
+    existing = await Customer.objects().get(Customer.stripe_customer_id == stripe_customer["id"])
+    if existing is not None:
+        return existing
+    if await Customer.exists().where(Customer.user == int(raw_user_id)):
         return None
     await Customer.insert(
-        Customer(user=user.id, stripe_customer_id=stripe_customer["id"], email=stripe_customer.get("email"))
+        Customer(user=int(raw_user_id), stripe_customer_id=stripe_customer["id"], email=stripe_customer.get("email"))
     ).on_conflict(action="DO NOTHING")
     return await Customer.objects().get(Customer.stripe_customer_id == stripe_customer["id"])
 

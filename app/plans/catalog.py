@@ -124,7 +124,9 @@ async def push_catalog(gateway: StripeGateway, plans: list[PlanSpec]) -> list[st
             or not product.get("active", True)
             or (product.get("metadata") or {}).get("sort") != str(plan.sort)
         ):
-            product = await gateway.update_product(product["id"], {k: v if v is not None else "" for k, v in wanted.items()})
+            product = await gateway.update_product(
+                product["id"], {k: v if v is not None else "" for k, v in wanted.items()}
+            )
             actions.append(f"updated product {plan.key}")
         lookup_keys = [plan.lookup_key(kind) for kind in INTERVALS]
         existing = {p.get("lookup_key"): p async for p in gateway.prices(lookup_keys=lookup_keys)}

@@ -27,7 +27,9 @@ MAX_BODY_BYTES = 1024 * 1024
     opt={"skip_session": True},
 )
 async def stripe_webhook(
-    request: Request[Any, Any, Any], stripe_gateway: NamedDependency[StripeGateway], worker: NamedDependency[EventWorker]
+    request: Request[Any, Any, Any],
+    stripe_gateway: NamedDependency[StripeGateway],
+    worker: NamedDependency[EventWorker],
 ) -> Response[dict[str, Any]]:
     """Verify `Stripe-Signature` on the raw body, store the event, answer 200 at once.
 

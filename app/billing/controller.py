@@ -1,0 +1,115 @@
+"""`/billing/checkout`: start Stripe Checkout, and the page people come back to."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import NotFoundException
+from litestar.params import Body, FromQuery
+from litestar.plugins.flash import flash
+from litestar.plugins.htmx import ClientRedirect
+from litestar.response import Redirect, Response, Template
+from litestar.status_codes import HTTP_303_SEE_OTHER
+
+from app.auth.tables import User
+from app.billing.service import CheckoutRefused, account_billing, start_checkout
+from app.billing.sync import sync_customer
+from app.billing.tables import Customer
+from app.stripe_gateway import StripeGateway, StripeNotFound, StripeRequestRejected, StripeUnavailable
+from app.web.errors import error_response
+from app.web.guards import requires_login
+
+logger = logging.getLogger(__name__)
+
+
+def _go(request: Request[Any, Any, Any], url: str) -> Response[Any]:
+    """303 to `url`; `HX-Redirect` for HTMX, whose XHR cannot follow a redirect to another origin."""
+    if request.headers.get("hx-request") == "true":
+        return ClientRedirect(url)
+    return Redirect(url, status_code=HTTP_303_SEE_OTHER)
+
+
+class CheckoutController(Controller):
+    """Checkout start and return."""
+
+    path = "/billing/checkout"
+    guards = [requires_login]  # noqa: RUF012
+
+    @post("/", name="billing:checkout", status_code=HTTP_303_SEE_OTHER)
+    async def checkout(
+        self,
+        request: Request[Any, Any, Any],
+        current_user: NamedDependency[User],
+        stripe_gateway: NamedDependency[StripeGateway],
+        data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
+    ) -> Response[Any]:
+        """Create a Checkout Session for the chosen price (`price` = its lookup key) and go there."""
+        lookup_key = (data.get("price") or "").strip()
+        base_url = request.app.state.settings.app.base_url
+        try:
+            url = await start_checkout(stripe_gateway, current_user, lookup_key, base_url)
+        except LookupError:
+            return error_response(request, 400, "That plan is not available. Please choose one from the list.")
+        except CheckoutRefused as exc:
+            flash(request, str(exc), category="warning")
+            return _go(request, request.app.route_reverse("account:show"))
+        except (StripeUnavailable, StripeRequestRejected) as exc:
+            return error_response(
+                request,
+                502,
+                "We could not reach our payment provider. Nothing was charged; please try again.",
+                reference=exc.request_id,
+            )
+        return _go(request, url)
+
+    @get("/success", name="billing:checkout_success", cache=False)
+    async def success(
+        self,
+        request: Request[Any, Any, Any],
+        current_user: NamedDependency[User],
+        stripe_gateway: NamedDependency[StripeGateway],
+        session_id: FromQuery[str],
+    ) -> Template | Response[Any]:
+        """Sync the customer from Stripe at once, then show the outcome. Reloading is harmless.
+
+        Raises:
+            NotFoundException: the Checkout Session is unknown or belongs to someone else.
+        """
+        customer = await Customer.objects().get(Customer.user == current_user.id)
+        try:
+            session = await stripe_gateway.retrieve_checkout_session(session_id)
+        except StripeNotFound as exc:
+            raise NotFoundException from exc
+        except StripeUnavailable as exc:
+            return error_response(
+                request,
+                502,
+                "We could not confirm your payment yet. It is safe to reload this page in a moment.",
+                reference=exc.request_id,
+            )
+        session_customer = session.get("customer")
+        if (
+            customer is None
+            or session.get("client_reference_id") != str(current_user.id)
+            or session_customer != customer.stripe_customer_id
+        ):
+            logger.warning("User %s opened Checkout Session %s of someone else", current_user.id, session_id)
+            raise NotFoundException
+        try:
+            await sync_customer(stripe_gateway, customer.stripe_customer_id)
+        except StripeUnavailable:
+            logger.warning("Eager sync after Checkout failed; the webhook will bring the change")
+        completed = session.get("status") == "complete"
+        return Template(
+            template_name="billing/checkout_success.html",
+            context={
+                "completed": completed,
+                "paid": session.get("payment_status") in ("paid", "no_payment_required"),
+                "mode": session.get("mode"),
+                "billing": await account_billing(current_user.id),
+            },
+        )

@@ -1,0 +1,213 @@
+"""Billing logic: the user's Stripe Customer, Checkout Sessions, and what the account page shows."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from app.auth.tables import User
+from app.billing.tables import Customer, PaymentTransaction, Plan, Price, Subscription
+from app.stripe_gateway import StripeGateway
+from piccolo_conf import DB
+
+logger = logging.getLogger(__name__)
+
+# Statuses in which a person already has a plan: a second Checkout would double-bill them.
+LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "paused", "incomplete")
+STATUS_PRIORITY = {s: i for i, s in enumerate(("active", "trialing", "past_due", "unpaid", "paused", "incomplete"))}
+PAID_STATUSES = ("succeeded", "partially_refunded")
+
+
+class CheckoutRefused(Exception):
+    """Checkout is not the right way for this person now; the message says what to do instead."""
+
+
+async def get_or_create_customer(gateway: StripeGateway, user: User) -> Customer:
+    """The user's Stripe Customer, linking or creating it on first use.
+
+    Two clicks never make two customers: the user's row is locked (`SELECT … FOR UPDATE`) while
+    the customer is found or created, the create call carries an idempotency key bound to the user,
+    and `customer.user_id` is unique. An existing Stripe customer with the same email is linked
+    only when the provider marked the email verified and the customer belongs to no other user.
+
+    Raises:
+        StripeUnavailable / StripeRequestRejected: nothing is written locally.
+    """
+    async with DB.transaction():
+        await User.raw('SELECT id FROM "user" WHERE id = {} FOR UPDATE', user.id)
+        customer = await Customer.objects().get(Customer.user == user.id) or await _create_customer(gateway, user)
+    return customer
+
+
+async def _create_customer(gateway: StripeGateway, user: User) -> Customer:
+    remote = await _linkable_customer(gateway, user) if user.email and user.email_verified else None
+    if remote is not None:
+        remote = await gateway.update_customer_metadata(remote["id"], {"user_id": str(user.id)})
+        logger.info("Linked existing Stripe customer %s to user %s", remote["id"], user.id)
+    else:
+        remote = await gateway.create_customer(
+            # Providers may hand out non-address "emails" (the local one uses the subject); Stripe refuses those.
+            email=user.email if user.email and "@" in user.email else None,
+            name=user.name,
+            metadata={"user_id": str(user.id)},
+            idempotency_key=f"billing-portal:customer:user:{user.id}",
+        )
+    # A webhook for this new customer may be applied meanwhile and link the same row: no conflict.
+    await Customer.insert(
+        Customer(user=user.id, stripe_customer_id=remote["id"], email=remote.get("email"))
+    ).on_conflict(action="DO NOTHING")
+    customer = await Customer.objects().get(Customer.user == user.id)
+    assert customer is not None
+    return customer
+
+
+async def _linkable_customer(gateway: StripeGateway, user: User) -> dict[str, Any] | None:
+    assert user.email
+    for candidate in await gateway.list_customers_by_email(user.email):
+        owner = (candidate.get("metadata") or {}).get("user_id")
+        if owner and owner != str(user.id):
+            continue
+        if await Customer.exists().where(Customer.stripe_customer_id == candidate["id"]):
+            continue
+        return candidate
+    return None
+
+
+async def active_subscription(user_id: int) -> Subscription | None:
+    """The user's subscription that currently gives (or is about to give) them a plan, if any."""
+    rows = await Subscription.objects().where(
+        (Subscription.user == user_id) & Subscription.status.is_in(list(LIVE_STATUSES))
+    )
+    if not rows:
+        return None
+    return sorted(rows, key=lambda s: (STATUS_PRIORITY.get(s.status, 99), -s.id))[0]
+
+
+async def lifetime_payment(user_id: int) -> PaymentTransaction | None:
+    """The user's paid, not fully refunded, one-time (lifetime) purchase, if any."""
+    lifetime_prices = await Price.select(Price.stripe_price_id).where(Price.type == "one_time")
+    ids = [row["stripe_price_id"] for row in lifetime_prices]
+    if not ids:
+        return None
+    return (
+        await PaymentTransaction.objects()
+        .where(
+            (PaymentTransaction.user == user_id)
+            & PaymentTransaction.stripe_price_id.is_in(ids)
+            & PaymentTransaction.status.is_in(list(PAID_STATUSES))
+        )
+        .order_by(PaymentTransaction.created_at, ascending=False)
+        .first()
+    )
+
+
+async def start_checkout(gateway: StripeGateway, user: User, lookup_key: str, base_url: str) -> str:
+    """Create a Checkout Session for the price with `lookup_key`; returns its URL.
+
+    Mode `subscription` for recurring prices, `payment` for one-time (lifetime) ones. `success_url`
+    carries `{CHECKOUT_SESSION_ID}`; `cancel_url` goes back to the plans page; both are built from
+    `APP_BASE_URL` (`base_url`). https://docs.stripe.com/api/checkout/sessions/create
+
+    Raises:
+        LookupError: no active price has that lookup key.
+        CheckoutRefused: the person already has a plan of that kind.
+        StripeUnavailable / StripeRequestRejected: from Stripe.
+    """
+    price = await Price.objects(Price.plan).get((Price.lookup_key == lookup_key) & (Price.active == True))  # noqa: E712
+    if price is None or price.plan is None:
+        raise LookupError(lookup_key)
+    plan: Plan = price.plan
+    if price.type == "recurring" and await active_subscription(user.id) is not None:
+        raise CheckoutRefused(
+            "You already have a subscription. Change or cancel it from Manage Subscription on your account page."
+        )
+    if price.type == "one_time" and await lifetime_payment(user.id) is not None:
+        raise CheckoutRefused("You already have lifetime access.")
+    customer = await get_or_create_customer(gateway, user)
+    metadata = {"user_id": str(user.id), "price_id": price.stripe_price_id, "plan_key": plan.key}
+    params: dict[str, Any] = {
+        "customer": customer.stripe_customer_id,
+        "client_reference_id": str(user.id),
+        "line_items": [{"price": price.stripe_price_id, "quantity": 1}],
+        "success_url": f"{base_url}/billing/checkout/success?session_id={{CHECKOUT_SESSION_ID}}",
+        "cancel_url": f"{base_url}/plans",
+        "metadata": metadata,
+    }
+    if price.type == "recurring":
+        params["mode"] = "subscription"
+        params["subscription_data"] = {"metadata": metadata}
+    else:
+        params["mode"] = "payment"
+        params["payment_intent_data"] = {
+            "metadata": {**metadata, "plan_name": plan.name},
+            "description": f"{plan.name} — lifetime access",
+        }
+        params["invoice_creation"] = {"enabled": True}
+    session = await gateway.create_checkout_session(params)
+    return str(session["url"])
+
+
+@dataclass
+class AccountBilling:
+    """What the account page shows about billing."""
+
+    customer: Customer | None
+    subscription: Subscription | None
+    subscription_plan: Plan | None
+    subscription_price: Price | None
+    lifetime: PaymentTransaction | None
+    lifetime_plan: Plan | None
+    ended: Subscription | None
+
+    @property
+    def has_plan(self) -> bool:
+        return self.subscription is not None or self.lifetime is not None
+
+
+async def account_billing(user_id: int) -> AccountBilling:
+    """Collect the account page's billing facts from the local copy (no Stripe call)."""
+    customer = await Customer.objects().get(Customer.user == user_id)
+    subscription = await active_subscription(user_id)
+    ended = None
+    if subscription is None:
+        ended = (
+            await Subscription.objects()
+            .where((Subscription.user == user_id) & (Subscription.status == "canceled"))
+            .order_by(Subscription.ended_at, ascending=False)
+            .first()
+        )
+    shown = subscription or ended
+    price = await Price.objects().get(Price.id == shown.price) if shown and shown.price else None
+    plan = await Plan.objects().get(Plan.id == price.plan) if price and price.plan else None
+    lifetime = await lifetime_payment(user_id)
+    lifetime_plan = None
+    if lifetime is not None:
+        lifetime_price = await Price.objects().get(Price.stripe_price_id == lifetime.stripe_price_id)
+        if lifetime_price and lifetime_price.plan:
+            lifetime_plan = await Plan.objects().get(Plan.id == lifetime_price.plan)
+    return AccountBilling(
+        customer=customer,
+        subscription=subscription,
+        subscription_plan=plan,
+        subscription_price=price,
+        lifetime=lifetime,
+        lifetime_plan=lifetime_plan,
+        ended=ended,
+    )
+
+
+async def plans_with_prices() -> list[dict[str, Any]]:
+    """Active plans in catalogue order, each with its active prices by kind (monthly/yearly/lifetime)."""
+    plans = await Plan.objects().where(Plan.active == True).order_by(Plan.sort_order).output(load_json=True)  # noqa: E712
+    prices = await Price.objects().where(Price.active == True)  # noqa: E712
+    result = []
+    for plan in plans:
+        by_kind: dict[str, Price] = {}
+        for price in prices:
+            if price.plan != plan.id:
+                continue
+            kind = {"month": "monthly", "year": "yearly"}.get(price.interval or "", "lifetime")
+            by_kind[kind] = price
+        result.append({"plan": plan, "prices": by_kind})
+    return result

@@ -1,0 +1,35 @@
+"""`GET /plans`: the plan catalogue with prices in the person's locale."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from litestar import Controller, Request, get
+from litestar.params import FromQuery
+from litestar.response import Template
+
+from app.billing.service import account_billing, plans_with_prices
+
+
+class PlansController(Controller):
+    """The plans page; readable signed out, with the current plan marked when signed in."""
+
+    path = "/plans"
+
+    @get("/", name="plans:list", cache=False)
+    async def list_plans(
+        self, request: Request[Any, Any, Any], interval: FromQuery[Literal["month", "year"]] = "month"
+    ) -> Template:
+        """Plan cards for the monthly or yearly switch; an HTMX request gets only the cards."""
+        user_id = request.session.get("user_id")
+        billing = await account_billing(user_id) if isinstance(user_id, int) else None
+        context = {
+            "plans": await plans_with_prices(),
+            "interval": interval,
+            "kind": "monthly" if interval == "month" else "yearly",
+            "billing": billing,
+            "signed_in": billing is not None,
+        }
+        if request.headers.get("hx-request") == "true" and request.headers.get("hx-target") == "plan-cards":
+            return Template(template_name="plans/_cards.html", context=context)
+        return Template(template_name="plans/list.html", context=context)
