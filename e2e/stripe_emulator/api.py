@@ -7,7 +7,6 @@ https://docs.stripe.com/api/pagination, https://docs.stripe.com/api/idempotent_r
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import json
 import re
@@ -20,7 +19,7 @@ from .engine import as_bool, as_int
 from .errors import StripeError, invalid, missing
 from .params import check_unknown
 from .sessions import StripeEmulator
-from .store import API_VERSION, Obj, new_id
+from .store import API_VERSION, Obj, clone, new_id
 from .webhooks import Dispatcher
 
 Handler = Callable[..., Any]
@@ -113,11 +112,12 @@ class Api:
             expand = params.get("expand") or []
             if isinstance(expand, str):
                 expand = [expand]
-            result = copy.deepcopy(result)
-            self.expand(result, list(expand))
-            status, payload = 200, json.dumps(result, indent=2).encode()
+            if expand:
+                result = clone(result)
+                self.expand(result, list(expand))
+            status, payload = 200, json.dumps(result).encode()
         except StripeError as err:
-            status, payload = err.status, json.dumps(err.body(), indent=2).encode()
+            status, payload = err.status, json.dumps(err.body()).encode()
         if idem_key and method == "POST" and status != 401:
             if fingerprint and idem_key not in self.idempotency and status < 500:
                 self.idempotency[idem_key] = (fingerprint, status, payload)
@@ -183,21 +183,21 @@ class Api:
             items = self.em.checkout_line_items(obj["id"])
             obj["line_items"] = {
                 "object": "list",
-                "data": copy.deepcopy(items),
+                "data": clone(items),
                 "has_more": False,
                 "url": f"/v1/checkout/sessions/{obj['id']}/line_items",
             }
         elif kind == "invoice" and key == "payments" and "payments" not in obj and obj.get("id"):
             obj["payments"] = {
                 "object": "list",
-                "data": copy.deepcopy(self.em.invoice_payments(obj["id"])),
+                "data": clone(self.em.invoice_payments(obj["id"])),
                 "has_more": False,
                 "url": f"/v1/invoice_payments?invoice={obj['id']}",
             }
         elif kind == "customer" and key == "tax_ids" and "tax_ids" not in obj:
             obj["tax_ids"] = {
                 "object": "list",
-                "data": copy.deepcopy(self.em.tax_ids_of(obj["id"])),
+                "data": clone(self.em.tax_ids_of(obj["id"])),
                 "has_more": False,
                 "url": f"/v1/customers/{obj['id']}/tax_ids",
             }
@@ -208,7 +208,7 @@ class Api:
             found = self.em.find(value)
             if found is None:
                 raise invalid(f"This property cannot be expanded ({full}).", "expand")
-            obj[key] = copy.deepcopy(found)
+            obj[key] = clone(found)
         if rest:
             self._expand(obj[key], rest, full)
 

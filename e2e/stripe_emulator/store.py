@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
-import secrets
+import random
 import string
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from .errors import not_found
 Obj = dict[str, Any]
 API_VERSION: str = stripe.api_version
 _ALPHABET = string.ascii_letters + string.digits
+_random = random.SystemRandom()
 
 # Prefix of an id → the `object` value and the noun Stripe uses in "No such ...: 'x'".
 PREFIXES: dict[str, tuple[str, str]] = {
@@ -49,9 +49,14 @@ PREFIXES: dict[str, tuple[str, str]] = {
 }
 
 
+def clone(obj: Any) -> Any:
+    """A deep copy of JSON-like data (the C JSON codec is several times faster than `copy.deepcopy`)."""
+    return json.loads(json.dumps(obj))
+
+
 def new_id(prefix: str, length: int = 24) -> str:
     """A Stripe-looking id: `cus_` + random letters and digits."""
-    body = "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    body = "".join(_random.choices(_ALPHABET, k=length))
     if prefix == "cs":
         return f"cs_test_{body}{body[::-1]}"
     return f"{prefix}_{body}"
@@ -155,9 +160,9 @@ class Store:
 
         https://docs.stripe.com/api/events/object
         """
-        ev = o.event(new_id("evt"), self.now(), type_, copy.deepcopy(obj), API_VERSION)
+        ev = o.event(new_id("evt"), self.now(), type_, clone(obj), API_VERSION)
         if previous is not None:
-            ev["data"]["previous_attributes"] = copy.deepcopy(previous)
+            ev["data"]["previous_attributes"] = clone(previous)
         ev["request"] = {"id": self.request.id, "idempotency_key": self.request.idempotency_key}
         self.put(ev)
         for listener in self.event_listeners:
@@ -167,7 +172,7 @@ class Store:
     @contextmanager
     def updating(self, obj: Obj, event_type: str | None) -> Iterator[None]:
         """Apply changes to `obj`; emit `event_type` with `previous_attributes` when anything changed."""
-        before = copy.deepcopy(obj)
+        before = clone(obj)
         yield
         self.dirty = True
         if event_type is None:
