@@ -52,14 +52,14 @@ async def client(emulator: RunningEmulator, receiver: WebhookReceiver) -> AsyncI
 
 
 async def prices(client: stripe.StripeClient) -> tuple[Any, Any, Any, Any]:
-    product = await client.v1.products.create_async(params={"name": "Acme Pro"})
-    monthly = await client.v1.prices.create_async(
+    product: Any = await client.v1.products.create_async(params={"name": "Acme Pro"})
+    monthly: Any = await client.v1.prices.create_async(
         params={"product": product.id, "unit_amount": 1000, "currency": "usd", "recurring": {"interval": "month"}}
     )
-    yearly = await client.v1.prices.create_async(
+    yearly: Any = await client.v1.prices.create_async(
         params={"product": product.id, "unit_amount": 10000, "currency": "usd", "recurring": {"interval": "year"}}
     )
-    team = await client.v1.prices.create_async(
+    team: Any = await client.v1.prices.create_async(
         params={"product": product.id, "unit_amount": 2500, "currency": "usd", "recurring": {"interval": "month"}}
     )
     return product, monthly, yearly, team
@@ -67,10 +67,10 @@ async def prices(client: stripe.StripeClient) -> tuple[Any, Any, Any, Any]:
 
 async def subscribed(client: stripe.StripeClient) -> tuple[Any, Any, tuple[Any, Any, Any, Any]]:
     catalog = await prices(client)
-    customer = await client.v1.customers.create_async(params={"email": "ada@example.com", "name": "Ada"})
-    pm = await client.v1.payment_methods.attach_async("pm_card_visa", params={"customer": customer.id})
+    customer: Any = await client.v1.customers.create_async(params={"email": "ada@example.com", "name": "Ada"})
+    pm: Any = await client.v1.payment_methods.attach_async("pm_card_visa", params={"customer": customer.id})
     await client.v1.customers.update_async(customer.id, params={"invoice_settings": {"default_payment_method": pm.id}})
-    sub = await client.v1.subscriptions.create_async(
+    sub: Any = await client.v1.subscriptions.create_async(
         params={"customer": customer.id, "items": [{"price": catalog[1].id}]}
     )
     return customer, sub, catalog
@@ -89,7 +89,7 @@ async def portal_config(
                 "payment_method_update": {"enabled": True},
                 "subscription_cancel": {
                     "enabled": True,
-                    "mode": mode,  # type: ignore[typeddict-item]
+                    "mode": mode,
                     "cancellation_reason": {"enabled": True, "options": ["too_expensive", "unused", "other"]},
                 },
                 "subscription_update": {
@@ -113,7 +113,7 @@ async def test_paying_with_4242_on_checkout_subscribes_and_returns_to_success_ur
     page: Page, client: stripe.StripeClient, receiver: WebhookReceiver
 ) -> None:
     _, monthly, _, _ = await prices(client)
-    session = await client.v1.checkout.sessions.create_async(
+    session: Any = await client.v1.checkout.sessions.create_async(
         params={
             "mode": "subscription",
             "line_items": [{"price": monthly.id, "quantity": 1}],
@@ -122,7 +122,7 @@ async def test_paying_with_4242_on_checkout_subscribes_and_returns_to_success_ur
             "client_reference_id": "user-1",
         }
     )
-    await page.goto(session.url)
+    await page.goto(str(session.url))
     await expect(page.get_by_role("heading", name="Subscribe to Acme Pro")).to_be_visible()
     await expect(page.locator("#total")).to_have_text("$10.00")
     await expect(page.get_by_role("link", name="Back")).to_have_attribute("href", f"{receiver.base_url}/pricing")
@@ -132,9 +132,9 @@ async def test_paying_with_4242_on_checkout_subscribes_and_returns_to_success_ur
     await page.get_by_role("button", name="Subscribe").click()
     await page.wait_for_url(f"{receiver.base_url}/success?session_id={session.id}")
 
-    done = await client.v1.checkout.sessions.retrieve_async(session.id, params={"expand": ["subscription"]})
+    done: Any = await client.v1.checkout.sessions.retrieve_async(session.id, params={"expand": ["subscription"]})
     assert (done.status, done.payment_status, done.subscription.status) == ("complete", "paid", "active")
-    customer = await client.v1.customers.retrieve_async(
+    customer: Any = await client.v1.customers.retrieve_async(
         str(done.customer), params={"expand": ["invoice_settings.default_payment_method"]}
     )
     assert customer.email == "grace@example.com"
@@ -155,14 +155,14 @@ async def test_declined_card_on_checkout_shows_the_error_and_stays_open(
     page: Page, client: stripe.StripeClient, receiver: WebhookReceiver
 ) -> None:
     _, monthly, _, _ = await prices(client)
-    session = await client.v1.checkout.sessions.create_async(
+    session: Any = await client.v1.checkout.sessions.create_async(
         params={
             "mode": "subscription",
             "line_items": [{"price": monthly.id, "quantity": 1}],
             "success_url": f"{receiver.base_url}/success",
         }
     )
-    await page.goto(session.url)
+    await page.goto(str(session.url))
     await page.get_by_label("Email").fill("declined@example.com")
     await fill_card(page, "4000 0000 0000 0002")
     await page.get_by_role("button", name="Subscribe").click()
@@ -178,10 +178,10 @@ async def test_portal_update_payment_method_makes_the_new_card_the_default(
 ) -> None:
     customer, sub, catalog = await subscribed(client)
     config = await portal_config(client, catalog)
-    session = await client.v1.billing_portal.sessions.create_async(
+    session: Any = await client.v1.billing_portal.sessions.create_async(
         params={"customer": customer.id, "configuration": config.id, "return_url": f"{receiver.base_url}/account"}
     )
-    await page.goto(session.url)
+    await page.goto(str(session.url))
     await expect(page.get_by_role("link", name="Return to Acme Cloud")).to_have_attribute(
         "href", f"{receiver.base_url}/account"
     )
@@ -191,11 +191,11 @@ async def test_portal_update_payment_method_makes_the_new_card_the_default(
     await page.get_by_role("button", name="Save payment method").click()
     await expect(page.get_by_text("Mastercard ending in 4444, expires 12/2034 (Default)")).to_be_visible()
 
-    customer_now = await client.v1.customers.retrieve_async(
+    customer_now: Any = await client.v1.customers.retrieve_async(
         customer.id, params={"expand": ["invoice_settings.default_payment_method"]}
     )
     assert customer_now.invoice_settings.default_payment_method.card.last4 == "4444"
-    sub_now = await client.v1.subscriptions.retrieve_async(sub.id)
+    sub_now: Any = await client.v1.subscriptions.retrieve_async(sub.id)
     assert sub_now.default_payment_method == customer_now.invoice_settings.default_payment_method.id
     receiver.wait_for_types("payment_method.attached", "customer.updated", "customer.subscription.updated")
 
@@ -205,7 +205,7 @@ async def test_portal_cancel_flow_with_reason_cancels_at_period_end(
 ) -> None:
     customer, sub, catalog = await subscribed(client)
     config = await portal_config(client, catalog)
-    session = await client.v1.billing_portal.sessions.create_async(
+    session: Any = await client.v1.billing_portal.sessions.create_async(
         params={
             "customer": customer.id,
             "configuration": config.id,
@@ -217,14 +217,14 @@ async def test_portal_cancel_flow_with_reason_cancels_at_period_end(
             },
         }
     )
-    await page.goto(session.url)
+    await page.goto(str(session.url))
     await expect(page.get_by_role("heading", name="Cancel your subscription")).to_be_visible()
     await page.get_by_label("It's too expensive").check()
     await page.get_by_role("button", name="Cancel subscription").click()
     await expect(page.get_by_text(re.compile(r"Cancels on"))).to_be_visible()
     await expect(page.get_by_role("button", name="Renew subscription")).to_be_visible()
 
-    after = await client.v1.subscriptions.retrieve_async(sub.id)
+    after: Any = await client.v1.subscriptions.retrieve_async(sub.id)
     assert after.cancel_at_period_end is True
     assert after.cancellation_details.feedback == "too_expensive"
     updated = receiver.wait_for_types("customer.subscription.updated")
@@ -237,10 +237,10 @@ async def test_portal_immediate_cancel_ends_the_subscription_now(
 ) -> None:
     customer, sub, catalog = await subscribed(client)
     config = await portal_config(client, catalog, mode="immediately")
-    session = await client.v1.billing_portal.sessions.create_async(
+    session: Any = await client.v1.billing_portal.sessions.create_async(
         params={"customer": customer.id, "configuration": config.id}
     )
-    await page.goto(session.url)
+    await page.goto(str(session.url))
     await page.get_by_role("link", name="Cancel subscription").click()
     await expect(page.get_by_text("will be canceled immediately")).to_be_visible()
     await page.get_by_role("button", name="Cancel subscription").click()
@@ -254,7 +254,7 @@ async def test_portal_switch_monthly_to_yearly_previews_and_confirms(
 ) -> None:
     customer, sub, catalog = await subscribed(client)
     config = await portal_config(client, catalog)
-    session = await client.v1.billing_portal.sessions.create_async(
+    session: Any = await client.v1.billing_portal.sessions.create_async(
         params={
             "customer": customer.id,
             "configuration": config.id,
@@ -265,7 +265,7 @@ async def test_portal_switch_monthly_to_yearly_previews_and_confirms(
             },
         }
     )
-    await page.goto(session.url)
+    await page.goto(str(session.url))
     await page.get_by_label("Acme Pro, $100.00 per year").check()
     await page.get_by_role("button", name="Continue").click()
     await expect(page.get_by_role("heading", name="Confirm your update")).to_be_visible()
@@ -274,7 +274,7 @@ async def test_portal_switch_monthly_to_yearly_previews_and_confirms(
     await page.get_by_role("button", name="Confirm").click()
     await page.wait_for_url(f"{receiver.base_url}/updated")
 
-    after = await client.v1.subscriptions.retrieve_async(sub.id, params={"expand": ["latest_invoice"]})
+    after: Any = await client.v1.subscriptions.retrieve_async(sub.id, params={"expand": ["latest_invoice"]})
     assert after["items"].data[0].price.id == catalog[2].id
     assert after.latest_invoice.status == "paid"
     assert after.latest_invoice.amount_paid == 9000
@@ -287,7 +287,7 @@ async def test_portal_confirms_a_given_update_with_hosted_confirmation(
     customer, sub, catalog = await subscribed(client)
     config = await portal_config(client, catalog)
     team = catalog[3]
-    session = await client.v1.billing_portal.sessions.create_async(
+    session: Any = await client.v1.billing_portal.sessions.create_async(
         params={
             "customer": customer.id,
             "configuration": config.id,
@@ -305,15 +305,15 @@ async def test_portal_confirms_a_given_update_with_hosted_confirmation(
             },
         }
     )
-    await page.goto(session.url)
+    await page.goto(str(session.url))
     await expect(page.get_by_text("Adjustment on your next invoice")).to_be_visible()
     await page.get_by_role("button", name="Confirm").click()
     await expect(page.get_by_role("status")).to_have_text("Welcome to Team!")
     await expect(page.get_by_role("link", name="Return to Acme Cloud")).to_be_visible()
 
-    after = await client.v1.subscriptions.retrieve_async(sub.id)
+    after: Any = await client.v1.subscriptions.retrieve_async(sub.id)
     assert (after["items"].data[0].price.id, after["items"].data[0].quantity) == (team.id, 2)
-    pending = await client.v1.invoice_items.list_async(params={"customer": customer.id, "pending": True})
+    pending: Any = await client.v1.invoice_items.list_async(params={"customer": customer.id, "pending": True})
     assert pending.data and all(ii.proration for ii in pending.data)
     receiver.wait_for_types("customer.subscription.updated")
 
@@ -323,10 +323,10 @@ async def test_portal_updates_email_address_and_tax_id(
 ) -> None:
     customer, _, catalog = await subscribed(client)
     config = await portal_config(client, catalog)
-    session = await client.v1.billing_portal.sessions.create_async(
+    session: Any = await client.v1.billing_portal.sessions.create_async(
         params={"customer": customer.id, "configuration": config.id}
     )
-    await page.goto(session.url)
+    await page.goto(str(session.url))
     await page.get_by_role("link", name="Update information").click()
     await page.get_by_label("Email").fill("ada.lovelace@example.com")
     await page.get_by_label("Address line 1").fill("12 Analytical Row")
@@ -339,7 +339,7 @@ async def test_portal_updates_email_address_and_tax_id(
     await expect(page.get_by_text("Your billing information has been updated.")).to_be_visible()
     await expect(page.get_by_text("GB123456789 (gb_vat)")).to_be_visible()
 
-    after = await client.v1.customers.retrieve_async(customer.id, params={"expand": ["tax_ids"]})
+    after: Any = await client.v1.customers.retrieve_async(customer.id, params={"expand": ["tax_ids"]})
     assert after.email == "ada.lovelace@example.com"
     assert after.address.city == "London"
     assert after.tax_ids.data[0].value == "GB123456789"
@@ -347,10 +347,10 @@ async def test_portal_updates_email_address_and_tax_id(
 
 
 async def test_invoice_history_links_open_the_hosted_invoice(page: Page, client: stripe.StripeClient) -> None:
-    customer, sub, catalog = await subscribed(client)
-    session = await client.v1.billing_portal.sessions.create_async(params={"customer": customer.id})
-    await page.goto(session.url)
-    invoice = await client.v1.invoices.retrieve_async(str(sub.latest_invoice))
+    customer, sub, _ = await subscribed(client)
+    session: Any = await client.v1.billing_portal.sessions.create_async(params={"customer": customer.id})
+    await page.goto(str(session.url))
+    invoice: Any = await client.v1.invoices.retrieve_async(str(sub.latest_invoice))
     await page.get_by_role("link", name=f"View invoice {invoice.number}").click()
     await expect(page.get_by_role("heading", name=f"Invoice {invoice.number}")).to_be_visible()
     await expect(page.locator("#invoice-status")).to_have_text("paid")

@@ -92,7 +92,8 @@ class Api:
                     if cached[0] != fingerprint:
                         raise StripeError(
                             f"Keys for idempotent requests can only be used with the same parameters they were first "
-                            f"used with. Try using a key other than '{idem_key}' if you meant to execute a different request.",
+                            f"used with. Try using a key other than '{idem_key}' if you meant to execute a "
+                            "different request.",
                             type="idempotency_error",
                         )
                     return Response(
@@ -130,7 +131,8 @@ class Api:
         if not value:
             raise StripeError(
                 "You did not provide an API key. You need to provide your API key in the Authorization header, using "
-                "Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication "
+                "Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY'). See "
+                "https://stripe.com/docs/api#authentication "
                 "for details, or we can help at https://support.stripe.com/.",
                 status=401,
             )
@@ -396,7 +398,7 @@ def _prices_list(api: Api, p: dict[str, Any]) -> Obj:
     keys = p.get("lookup_keys")
     if isinstance(keys, str):
         keys = [keys]
-    rec = p.get("recurring") if isinstance(p.get("recurring"), dict) else {}
+    rec: dict[str, Any] = p["recurring"] if isinstance(p.get("recurring"), dict) else {}
     items = _filtered(
         api.em.all("price"),
         _bool_filter(p, "active"),

@@ -15,7 +15,7 @@ from typing import Any
 from . import objects as o
 from .cards import CARDS, DECLINE_MESSAGES, TOKENS, TestCard, card_for_number
 from .config import EmulatorConfig
-from .errors import StripeError, invalid, missing
+from .errors import StripeError, invalid, missing, not_found
 from .store import Obj, Store, new_id
 
 ACTIVE_STATUSES = ("active", "trialing", "past_due")
@@ -237,7 +237,7 @@ class Emulator(Store):
         """https://docs.stripe.com/api/tax_ids/delete"""
         tid = self.get(txid, "tax_id")
         if tid["customer"] != cid:
-            raise self.get("txi_missing", "tax_id")
+            raise not_found("tax_id", txid)
         self.remove(txid)
         self.emit("customer.tax_id.deleted", tid)
         return {"id": txid, "object": "tax_id", "deleted": True}
@@ -720,7 +720,8 @@ class Emulator(Store):
             p = self._price_for_item(item, f"items[{i}]")
             if p["type"] != "recurring":
                 raise invalid(
-                    "The price specified is set to `type=one_time` but this field only accepts prices with `type=recurring`.",
+                    "The price specified is set to `type=one_time` but this field only accepts prices with "
+                    "`type=recurring`.",
                     f"items[{i}][price]",
                 )
             prices.append((p, as_int(item.get("quantity") or 1, f"items[{i}][quantity]"), item))
@@ -840,7 +841,8 @@ class Emulator(Store):
         desc = description or (
             f"Trial period for {prod['name']}"
             if trial
-            else f"{si['quantity']} × {prod['name']} (at {money(p['unit_amount'] or 0, p['currency'])} / {p['recurring']['interval']})"
+            else f"{si['quantity']} × {prod['name']} "
+            f"(at {money(p['unit_amount'] or 0, p['currency'])} / {p['recurring']['interval']})"
         )
         parent = {
             "invoice_item_details": None,

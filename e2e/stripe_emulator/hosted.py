@@ -213,11 +213,12 @@ class HostedPages:
         if rest in ("", "/"):
             if flow and not side.get("flow_started"):
                 side["flow_started"] = True
+                section = flow[flow["type"]] or {}
                 target = {
                     "payment_method_update": "/payment-method",
-                    "subscription_cancel": f"/subscriptions/{(flow['subscription_cancel'] or {}).get('subscription')}/cancel",
-                    "subscription_update": f"/subscriptions/{(flow['subscription_update'] or {}).get('subscription')}/update",
-                    "subscription_update_confirm": f"/subscriptions/{(flow['subscription_update_confirm'] or {}).get('subscription')}/confirm",
+                    "subscription_cancel": f"/subscriptions/{section.get('subscription')}/cancel",
+                    "subscription_update": f"/subscriptions/{section.get('subscription')}/update",
+                    "subscription_update_confirm": f"/subscriptions/{section.get('subscription')}/confirm",
                 }[flow["type"]]
                 return redirect(base + target)
             return self.portal_home(bps, cfg, cust, args.get("message"))
@@ -469,7 +470,8 @@ class HostedPages:
         effect = (
             "will be canceled immediately."
             if sc["mode"] == "immediately"
-            else f"will be canceled, but is still available until the end of your billing period on {day(_period_end(sub))}."
+            else "will be canceled, but is still available until the end of your billing period on "
+            f"{day(_period_end(sub))}."
         )
         back_url, back_label = self._back(bps)
         return self.render(

@@ -214,8 +214,8 @@ class StripeEmulator(Emulator):
             for it in items:
                 if it["price"]["type"] != "recurring":
                     self.create_invoice_item(
-                        {"customer": cust["id"], "price": it["price"]["id"], "quantity": it["quantity"]}
-                    )  # type: ignore[index]
+                        {"customer": sub_params["customer"], "price": it["price"]["id"], "quantity": it["quantity"]}
+                    )
             sub = self.create_subscription(sub_params, source="checkout")
             cs.update(subscription=sub["id"], invoice=sub["latest_invoice"], payment_status="paid")
         elif cs["mode"] == "payment":
@@ -288,7 +288,7 @@ class StripeEmulator(Emulator):
     def create_invoice_item(self, params: dict[str, Any]) -> Obj:
         """https://docs.stripe.com/api/invoiceitems/create"""
         cust = self.get(require(params, "customer"), "customer", "customer")
-        pricing = params.get("pricing") if isinstance(params.get("pricing"), dict) else {}
+        pricing: dict[str, Any] = params["pricing"] if isinstance(params.get("pricing"), dict) else {}
         price_id = params.get("price") or pricing.get("price")
         qty = as_int(params.get("quantity") or 1, "quantity")
         p = self.get(price_id, "price", "pricing[price]") if price_id else None
@@ -430,7 +430,9 @@ class StripeEmulator(Emulator):
             raise missing("customer")
         cust = self.get(cid, "customer", "customer")
         now = self.now_for_customer(cid)
-        details = params.get("subscription_details") if isinstance(params.get("subscription_details"), dict) else {}
+        details: dict[str, Any] = (
+            params["subscription_details"] if isinstance(params.get("subscription_details"), dict) else {}
+        )
         lines: list[Obj] = []
         currency = sub["currency"] if sub else "usd"
         if sub is not None:
@@ -502,7 +504,7 @@ class StripeEmulator(Emulator):
             }
             inv["period_start"], inv["period_end"] = _period_start(sub), _period_end(sub)
             inv["next_payment_attempt"] = _period_end(sub)
-        inv["id"] = None  # type: ignore[assignment]
+        inv["id"] = None
         return inv
 
     def preview_change_lines(self, sub: Obj, items: list[dict[str, Any]], behaviour: str, at: int) -> list[Obj]:

@@ -34,11 +34,11 @@ def collect_samples(base_url: str, api_key: str) -> dict[str, dict[str, Any]]:
         **{"recurring[interval]": "month"},
     )
     one_time = call("POST", "/v1/prices", product=product["id"], unit_amount="5000", currency="usd")
-    pm = call("POST", f"/v1/payment_methods/pm_card_visa/attach", customer=customer["id"])
+    pm = call("POST", "/v1/payment_methods/pm_card_visa/attach", customer=customer["id"])
     call("POST", f"/v1/customers/{customer['id']}", **{"invoice_settings[default_payment_method]": pm["id"]})
     call("POST", f"/v1/customers/{customer['id']}/tax_ids", type="eu_vat", value="DE123456789")
     sub = call("POST", "/v1/subscriptions", customer=customer["id"], **{"items[0][price]": price["id"]})
-    call("GET", f"/v1/subscription_items", subscription=sub["id"])
+    call("GET", "/v1/subscription_items", subscription=sub["id"])
     call(
         "POST",
         f"/v1/subscriptions/{sub['id']}",

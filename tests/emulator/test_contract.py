@@ -110,7 +110,7 @@ async def test_customer_subscription_and_first_invoice_have_current_api_shapes(t
 
 async def test_subscription_retrieve_expands_latest_invoice_and_default_payment_method(target: Target) -> None:
     client = target.client
-    customer, sub, _, _ = await subscribed_customer(client)
+    _, sub, _, _ = await subscribed_customer(client)
     got = await client.v1.subscriptions.retrieve_async(
         sub.id, params={"expand": ["latest_invoice.payments", "customer.invoice_settings.default_payment_method"]}
     )
