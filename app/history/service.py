@@ -6,8 +6,13 @@ return another person's rows.
 Pages are keyset pages over `(created_at, id)` descending, backed by the index
 `payment_transaction_user_created_id (user_id, created_at DESC, id DESC)`. Because `id` breaks
 ties, rows sharing a timestamp are never skipped or repeated, and a page 2,000 rows deep costs
-the same as page 1 (no OFFSET). One page is one SQL query: the page's `size + 1` rows (the extra
-row says whether there is more in that direction) and an `EXISTS` flag for the other direction.
+the same as page 1 (no OFFSET). One page is one SQL query, an index range scan of `size + 1`
+rows: the extra row says whether there is more in the direction of travel. The other direction
+needs no query: the cursor was made from a row of the page the person came from, so that side
+holds at least that row. (If that row has since left the filter, or the URL's filters were edited
+by hand, the "Previous"/"Next" link leads to an empty page that offers the newest payments.)
+Page 1 and a page 2,000 rows deep are therefore the same query plan; see
+`scripts/bench_history.py`.
 
 Cursors are opaque to people: `base64url(JSON {"created_at": ISO-8601 UTC, "id": int})`, a dot,
 and `base64url(HMAC-SHA256(key, "<user id>:" + JSON))` truncated to 16 bytes, where the key is
@@ -359,37 +364,24 @@ async def fetch_page(
     where, args = _filter_sql(user_id, filters, "p")
     # Paging backwards reads the rows just newer than the cursor in ascending order.
     comparison, order = (">", "ASC") if backwards else ("<", "DESC")
-    flag_args: list[Any] = []
-    if cursor is None:
-        flag_sql = "SELECT false AS has_other"
-    else:
-        # Is there anything on the other side of the cursor (the page we came from)?
-        other_where, other_args = _filter_sql(user_id, filters, "o")
-        other_cmp = "<=" if backwards else ">="
-        flag_sql = (
-            f"SELECT EXISTS (SELECT 1 FROM payment_transaction o WHERE {other_where} "  # noqa: S608
-            f"AND (o.created_at, o.id) {other_cmp} ({{}}, {{}})) AS has_other"
-        )
-        flag_args = [*other_args, cursor.created_at, cursor.id]
+    if cursor is not None:
         where += f" AND (p.created_at, p.id) {comparison} ({{}}, {{}})"
         args += [cursor.created_at, cursor.id]
     columns = ", ".join(f"p.{c}" for c in _COLUMNS)
     # Only constant SQL fragments are interpolated; every value is a bound parameter.
-    # The LEFT JOIN LATERAL keeps the flag even when the page itself is empty.
     sql = (
-        f"SELECT flag.has_other, page.* FROM ({flag_sql}) AS flag LEFT JOIN LATERAL ("  # noqa: S608
-        f"SELECT {columns} FROM payment_transaction p WHERE {where} "
-        f"ORDER BY p.created_at {order}, p.id {order} LIMIT {{}}) AS page ON true "
-        f"ORDER BY page.created_at DESC, page.id DESC"
+        f"SELECT {columns} FROM payment_transaction p WHERE {where} "  # noqa: S608
+        f"ORDER BY p.created_at {order}, p.id {order} LIMIT {{}}"
     )
-    records = await run_query(sql, [*flag_args, *args, size + 1])
-    has_other = bool(records and records[0]["has_other"])
-    rows = [PaymentRow(**{c: r[c] for c in _COLUMNS}) for r in records if r["id"] is not None]
-    more = len(rows) > size
+    records = await run_query(sql, [*args, size + 1])
+    rows = [PaymentRow(**record) for record in records[:size]]
+    more = len(records) > size
+    # A cursor is minted from a row of the page the person came from, so that side is known to
+    # hold at least that row without asking the database (see the module docstring).
     if backwards:
-        rows = rows[-size:] if more else rows  # drop the extra row at the newer end
-        return HistoryPage(rows=rows, has_newer=more, has_older=has_other, size=size)
-    return HistoryPage(rows=rows[:size], has_newer=has_other, has_older=more, size=size, first_page=cursor is None)
+        rows.reverse()
+        return HistoryPage(rows=rows, has_newer=more, has_older=True, size=size)
+    return HistoryPage(rows=rows, has_newer=cursor is not None, has_older=more, size=size, first_page=cursor is None)
 
 
 CSV_HEADER = (
