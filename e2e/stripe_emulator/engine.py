@@ -1311,6 +1311,12 @@ class Emulator(Store):
                 break
             when, sub, what = due
             self._run_due(sub, what, when)
+        if clock_id is None:
+            # Checkout Sessions expire 24 hours after creation unless completed (or at `expires_at`).
+            for cs in self.all("checkout.session"):
+                if cs["status"] == "open" and cs["expires_at"] <= to:
+                    cs.update(status="expired", url=None)
+                    self.emit("checkout.session.expired", cs)
         self.dirty = True
 
     def _next_due(self, clock_id: str | None, to: int) -> tuple[int, Obj, str] | None:

@@ -208,3 +208,13 @@ def test_portal_cancel_flow_redirects_per_after_completion(
 def test_unknown_hosted_page_is_404(control: httpx.Client) -> None:
     assert control.get("/c/pay/cs_test_nope").status_code == 404
     assert control.get("/nothing-here").status_code == 404
+
+
+def test_open_checkout_sessions_expire_after_a_day(
+    stripe_client: stripe.StripeClient, control: httpx.Client, webhook_receiver: WebhookReceiver
+) -> None:
+    session = _session(stripe_client, monthly_price(stripe_client))
+    control.post("/_emulator/clock/advance", json={"seconds": 86400 + 1}).raise_for_status()
+    assert stripe_client.v1.checkout.sessions.retrieve(session.id).status == "expired"
+    webhook_receiver.wait_for_types("checkout.session.expired")
+    assert "no longer available" in control.get(str(session.url)).text
