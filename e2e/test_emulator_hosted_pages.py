@@ -354,3 +354,38 @@ async def test_invoice_history_links_open_the_hosted_invoice(page: Page, client:
     await page.get_by_role("link", name=f"View invoice {invoice.number}").click()
     await expect(page.get_by_role("heading", name=f"Invoice {invoice.number}")).to_be_visible()
     await expect(page.locator("#invoice-status")).to_have_text("paid")
+
+
+async def test_hosted_pages_have_no_axe_violations(
+    page: Page, client: stripe.StripeClient, receiver: WebhookReceiver
+) -> None:
+    from axe_playwright_python.async_playwright import Axe
+
+    customer, sub, catalog = await subscribed(client)
+    config = await portal_config(client, catalog)
+    checkout: Any = await client.v1.checkout.sessions.create_async(
+        params={
+            "mode": "subscription",
+            "line_items": [{"price": catalog[1].id, "quantity": 1}],
+            "success_url": f"{receiver.base_url}/success",
+            "cancel_url": f"{receiver.base_url}/pricing",
+        }
+    )
+    portal: Any = await client.v1.billing_portal.sessions.create_async(
+        params={"customer": customer.id, "configuration": config.id, "return_url": f"{receiver.base_url}/account"}
+    )
+    base = str(portal.url)
+    urls = [
+        str(checkout.url),
+        base,
+        f"{base}/payment-method",
+        f"{base}/billing",
+        f"{base}/subscriptions/{sub.id}/cancel",
+        f"{base}/subscriptions/{sub.id}/update",
+        f"{base}/subscriptions/{sub.id}/update/confirm?price={catalog[2].id}",
+    ]
+    axe = Axe()
+    for url in urls:
+        await page.goto(url)
+        results = await axe.run(page)
+        assert results.violations_count == 0, f"{url}\n{results.generate_report()}"
