@@ -114,3 +114,103 @@ async def sign_in(client: httpx.AsyncClient, subject: str = "alice", next_path: 
     """The whole happy path; returns the callback response (303 to `next_path`)."""
     callback = await authorize_at_provider(await start_sign_in(client, next_path), subject)
     return await client.get("/auth/callback", params=callback)
+
+
+WEBHOOK_SECRET = "whsec_integration_tests_secret"
+
+
+@pytest.fixture(scope="session")
+def app_port() -> int:
+    """One port for every app under test, so the emulator's webhook endpoint stays valid."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def stripe_emulator(app_port: int) -> Iterator[Any]:
+    """The offline Stripe emulator (a real HTTP server) with the app's webhook endpoint registered."""
+    from e2e.stripe_emulator import EmulatorConfig, WebhookTarget, run_in_thread
+
+    config = EmulatorConfig(
+        port=0,
+        webhooks=[WebhookTarget(f"http://127.0.0.1:{app_port}/webhooks/stripe", WEBHOOK_SECRET)],
+        retry_schedule=[0.2, 0.5, 1.0],
+        webhook_timeout=5.0,
+    )
+    running = run_in_thread(config)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def emulator_control(stripe_emulator: Any) -> Iterator[httpx.Client]:
+    """Control client on the emulator, reset before the test (state, chaos switches)."""
+    with httpx.Client(base_url=stripe_emulator.url, timeout=10) as http:
+        http.post("/_emulator/reset").raise_for_status()
+        yield http
+        http.post("/_emulator/chaos", json={"shuffle": False, "duplicate": False, "delay_seconds": 0, "hold": False})
+
+
+@pytest.fixture
+def billing_settings(oidc_provider: ScriptedProvider, tmp_path: Path, stripe_emulator: Any, app_port: int) -> Settings:
+    """Settings of an app that talks to the emulator; the event worker is off so tests drain events themselves."""
+    env = settings_env(
+        oidc_provider,
+        tmp_path,
+        APP_BASE_URL=f"http://127.0.0.1:{app_port}",
+        STRIPE_SECRET_KEY="sk_test_integration",
+        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        STRIPE_API_BASE=stripe_emulator.url,
+        EVENT_WORKER="off",
+    )
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+async def billing_app_url(
+    billing_settings: Settings, app_port: int, db: None, emulator_control: httpx.Client
+) -> AsyncIterator[str]:
+    """The app against the emulator, with the demo catalogue pushed and applied through webhooks.
+
+    The catalogue's own events are applied and then removed, so each test starts with an empty
+    event log.
+    """
+    from app.billing.tables import Plan, StripeEvent
+    from app.plans.catalog import load_catalog, push_catalog
+    from app.stripe_gateway import StripeGateway
+    from app.webhooks.service import drain
+
+    gateway = StripeGateway(billing_settings.stripe)
+    async with serve_in_loop(create_app(billing_settings), app_port) as base_url:
+        await push_catalog(gateway, load_catalog())
+        await wait_for_deliveries(billing_settings.stripe.api_base or "")
+        await drain(gateway)
+        assert await Plan.count() == 3, "the catalogue arrived through product/price webhooks"
+        await StripeEvent.delete(force=True)
+        yield base_url
+
+
+async def wait_for_deliveries(emulator_url: str, seconds: float = 30.0) -> None:
+    """Wait (without blocking the event loop the app runs on) until the emulator delivered everything."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(base_url=emulator_url) as http:
+        while time.monotonic() < deadline:
+            if (await http.get("/_emulator/deliveries")).json()["idle"]:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("webhook deliveries did not settle")
+
+
+@pytest.fixture
+async def billing_client(billing_app_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=billing_app_url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+def gateway(billing_settings: Settings) -> Any:
+    from app.stripe_gateway import StripeGateway
+
+    return StripeGateway(billing_settings.stripe)
