@@ -168,7 +168,7 @@ class Api:
             if not isinstance(path, str) or not path:
                 continue
             parts = path.split(".")
-            if len(parts) > 4:
+            if len([p for p in parts if p != "data"]) > 4:
                 raise invalid(f"You cannot expand more than 4 levels of a property. Property: {path}", "expand")
             self._expand(obj, parts, path)
 

@@ -32,6 +32,7 @@ class EmulatorApp:
         self.pages = HostedPages(self.emulator)
         self._started = False
         self._saver: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
         if config.state_file and Path(config.state_file).exists():
             self.emulator.restore(json.loads(Path(config.state_file).read_text()))
             log.info("state loaded from %s", config.state_file)
@@ -55,18 +56,29 @@ class EmulatorApp:
             return
         self._started = True
         await self.dispatcher.start()
+        self._ticker = asyncio.create_task(self._tick_loop())
         if self.config.state_file:
             self._saver = asyncio.create_task(self._save_loop())
 
     async def shutdown(self) -> None:
         """Stop delivering and write the state file one last time."""
-        if self._saver is not None:
-            self._saver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._saver
+        for task in (self._saver, self._ticker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.dispatcher.stop()
         if self.config.state_file:
             self.emulator.save(self.config.state_file)
+
+    async def _tick_loop(self) -> None:
+        # Real time passes too: renewals, retries and expiries that fall due without a clock advance still run.
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.emulator.advance_clock(None, self.emulator.now())
+            except Exception:
+                log.exception("processing due subscriptions failed")
 
     async def _save_loop(self) -> None:
         assert self.config.state_file

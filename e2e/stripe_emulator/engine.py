@@ -1301,10 +1301,13 @@ class Emulator(Store):
         https://docs.stripe.com/api/test_clocks/advance
         """
         if clock_id is None:
-            self.clock_offset += max(0, to - self.now())
+            if to > self.now():
+                self.clock_offset += to - self.now()
+                self.dirty = True
         else:
             clock = self.get(clock_id, "test_helpers.test_clock")
             clock["frozen_time"] = to
+            self.dirty = True
         for _ in range(5000):
             due = self._next_due(clock_id, to)
             if due is None:
@@ -1317,7 +1320,6 @@ class Emulator(Store):
                 if cs["status"] == "open" and cs["expires_at"] <= to:
                     cs.update(status="expired", url=None)
                     self.emit("checkout.session.expired", cs)
-        self.dirty = True
 
     def _next_due(self, clock_id: str | None, to: int) -> tuple[int, Obj, str] | None:
         best: tuple[int, Obj, str] | None = None
