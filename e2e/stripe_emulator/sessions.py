@@ -413,7 +413,7 @@ class StripeEmulator(Emulator):
         inv = self.get(iid, "invoice")
         if inv["status"] != "open":
             raise invalid(f"You can only void open invoices (this invoice is {inv['status']}).")
-        inv.update(status="voided", amount_remaining=0, next_payment_attempt=None)
+        inv.update(status="void", amount_remaining=0, next_payment_attempt=None)
         inv["status_transitions"]["voided_at"] = self.now_for_customer(inv["customer"])
         self.emit("invoice.voided", inv)
         return inv
