@@ -203,26 +203,30 @@ async def test_another_users_rows_and_cursors_never_cross_over(client: Client, a
         assert not set(row_ids(response.text))
 
 
-@pytest.mark.parametrize(
-    "mutate",
-    [
-        lambda c: c[:-2] + ("AA" if c[-2:] != "AA" else "BB"),  # MAC changed
-        lambda c: "eyJjcmVhdGVkX2F0IjoiMjAzMC0wMS0wMVQwMDowMDowMCswMDowMCIsImlkIjo5OTk5OTl9" + c[c.index(".") :],
-        lambda c: "garbage",
-        lambda c: c.replace(".", ""),
-    ],
-    ids=["mac", "payload", "garbage", "no-dot"],
-)
-async def test_tampered_cursor_is_a_400_page(client: Client, mutate: Callable[[str], str]) -> None:
+TAMPERINGS: dict[str, Callable[[str], str]] = {
+    "mac changed": lambda c: c[:-2] + ("AA" if c[-2:] != "AA" else "BB"),
+    # {"created_at":"2030-01-01T00:00:00+00:00","id":999999} with the original MAC
+    "payload swapped": lambda c: (
+        "eyJjcmVhdGVkX2F0IjoiMjAzMC0wMS0wMVQwMDowMDowMCswMDowMCIsImlkIjo5OTk5OTl9" + c[c.index(".") :]
+    ),
+    "garbage": lambda c: "garbage",
+    "no separator": lambda c: c.replace(".", ""),
+    "bad base64": lambda c: "!!!." + c.partition(".")[2],
+}
+
+
+async def test_tampered_cursor_is_a_400_page(client: Client) -> None:
     alice = await signed_in_user(client, "alice")
     await seed_payments(alice.id, 30, "a")
     next_link = pager_link(await get_ok(client, "/billing/history"), "next") or ""
     cursor = re.search(r"after=([^&]+)", next_link)
     assert cursor
-    response = await client.get("/billing/history", params={"after": mutate(cursor.group(1))})
-    assert response.status_code == 400
-    assert "<html" in response.text and "not valid" in response.text
-    assert not row_ids(response.text)
+    for name, mutate in TAMPERINGS.items():
+        for param in ("after", "before"):
+            response = await client.get("/billing/history", params={param: mutate(cursor.group(1))})
+            assert response.status_code == 400, (name, param)
+            assert "<html" in response.text and "not valid" in response.text
+            assert not row_ids(response.text)
     both = await client.get("/billing/history", params={"after": cursor.group(1), "before": cursor.group(1)})
     assert both.status_code == 400
 
@@ -283,7 +287,7 @@ async def test_rows_show_badges_failure_reason_money_and_documents(client: Clien
     text = await get_ok(client, "/billing/history", headers={"Accept-Language": "en-GB"})
     assert "Your card has insufficient funds." in text
     assert re.search(
-        r'<button type="button" class="badge badge-danger badge-button" aria-describedby="failure-\d+">', text
+        r'<button type="button" class="badge badge-danger badge-button" aria-describedby="failure-\d+"', text
     )
     assert '<span class="badge badge-ok">Succeeded</span>' in text
     assert '<span class="badge badge-grey">Partially refunded</span>' in text
@@ -381,3 +385,50 @@ async def test_query_count_does_not_grow_with_rows_shown(client: Client, query_c
     assert len(set(counts.values())) == 1, counts
     # The signed-in user's row, then one query for the whole page.
     assert counts["10"] <= 2, query_counter
+
+
+@pytest.mark.browser
+async def test_mobile_page_does_not_overflow_and_htmx_pager_swaps_rows(
+    client: Client, app_url: str, browser: Any
+) -> None:
+    from axe_playwright_python.async_playwright import Axe
+    from playwright.async_api import expect
+
+    alice = await signed_in_user(client, "alice")
+    await seed_payments(alice.id, 30, "a")
+    await PaymentTransaction.update({PaymentTransaction.description: "Pro plan, yearly, " * 8}).where(
+        PaymentTransaction.user == alice.id
+    )
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, locale="en-US")
+    try:
+        await context.add_cookies(
+            [{"name": c.name, "value": c.value or "", "url": app_url} for c in client.cookies.jar]
+        )
+        page = await context.new_page()
+        await page.goto(f"{app_url}/billing/history")
+        await expect(page.locator("tr[data-payment-id]")).to_have_count(10)
+        overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the page is {overflow}px wider than the 390px viewport"
+
+        failed = page.get_by_role("button", name=re.compile("Failed")).first
+        await failed.focus()
+        reason = page.locator(f"#{await failed.get_attribute('aria-describedby')}")
+        await expect(reason).to_be_visible()
+        await expect(reason).to_have_text("Your card was declined.")
+        assert (await reason.bounding_box() or {}).get("width", 0) > 100, "the reason shows as a tooltip on focus"
+        await page.keyboard.press("Escape")
+        assert (await reason.bounding_box() or {}).get("width", 0) <= 1, "Escape hides the tooltip"
+
+        first_ids = await page.locator("tr[data-payment-id]").evaluate_all("rows => rows.map(r => r.dataset.paymentId)")
+        await page.evaluate("window.__same_document = true")
+        await page.get_by_role("link", name=re.compile("Next")).click()
+        await expect(page).to_have_url(re.compile(r"after="))
+        await expect(page.locator("tr[data-payment-id]").first).not_to_have_attribute("data-payment-id", first_ids[0])
+        assert await page.evaluate("window.__same_document === true"), "HTMX swapped the rows in place"
+        assert await page.locator("h1").count() == 1
+
+        await page.set_viewport_size({"width": 1280, "height": 900})
+        violations = (await Axe().run(page)).response["violations"]
+        assert not violations, [(v["id"], v["help"]) for v in violations]
+    finally:
+        await context.close()
