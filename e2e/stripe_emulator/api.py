@@ -17,6 +17,7 @@ from typing import Any
 
 from .engine import as_bool, as_int
 from .errors import StripeError, invalid, missing
+from .forms import parse_form
 from .params import check_unknown
 from .sessions import StripeEmulator
 from .store import API_VERSION, Obj, clone, new_id
@@ -77,8 +78,6 @@ class Api:
         fingerprint = ""
         try:
             self._authenticate(headers.get("authorization"))
-            from .forms import parse_form
-
             params = parse_form(query) if query else {}
             if body:
                 params.update(parse_form(body))

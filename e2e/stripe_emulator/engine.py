@@ -16,7 +16,7 @@ from . import objects as o
 from .cards import CARDS, DECLINE_MESSAGES, TOKENS, TestCard, card_for_number
 from .config import EmulatorConfig
 from .errors import StripeError, invalid, missing, not_found
-from .store import Obj, Store, new_id
+from .store import Obj, Store, diff, new_id
 
 ACTIVE_STATUSES = ("active", "trialing", "past_due")
 LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "incomplete", "paused")
@@ -703,7 +703,7 @@ class Emulator(Store):
             raise invalid("The price specified is inactive. This field only accepts active prices.", f"{param}[price]")
         return p
 
-    def create_subscription(self, params: dict[str, Any], *, source: str = "api") -> Obj:
+    def create_subscription(self, params: dict[str, Any]) -> Obj:
         """https://docs.stripe.com/api/subscriptions/create
 
         `payment_behavior`: `allow_incomplete` (default) charges now and leaves the subscription
@@ -819,8 +819,6 @@ class Emulator(Store):
             sub["status"] = "paying"  # announced once below, not by _after_invoice_payment
             ok = self._pay_invoice(inv, pm, now)
             sub["status"] = "active" if ok else "incomplete"
-        from .store import diff
-
         prev = diff(before, sub)
         if prev:
             self.emit("customer.subscription.updated", sub, prev)
@@ -1287,8 +1285,6 @@ class Emulator(Store):
                     sub["cancellation_details"][key] = cd[key] or None
         if not sub["cancellation_details"]["reason"]:
             sub["cancellation_details"]["reason"] = params.get("_reason") or "cancellation_requested"
-        from .store import diff
-
         self.emit("customer.subscription.deleted", sub, diff(prev, sub))
         if as_bool(params.get("invoice_now", False), "invoice_now"):
             self._invoice_now(sub, now, "subscription_update")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote
 
 from babel.dates import format_date
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -213,7 +213,7 @@ class HostedPages:
         if rest in ("", "/"):
             if flow and not side.get("flow_started"):
                 side["flow_started"] = True
-                section = flow[flow["type"]] or {}
+                section = flow.get(flow["type"]) or {}
                 target = {
                     "payment_method_update": "/payment-method",
                     "subscription_cancel": f"/subscriptions/{section.get('subscription')}/cancel",
@@ -634,6 +634,3 @@ class HostedPages:
             brand=str(card.get("brand", "card")).title(),
             last4=card.get("last4", ""),
         )
-
-
-__all__ = ["HostedPages", "Page", "redirect", "urlencode"]

@@ -10,8 +10,10 @@ from . import objects as o
 from .engine import (
     LIVE_STATUSES,
     Emulator,
+    _interval,
     _period_end,
     _period_start,
+    add_interval,
     apply_metadata,
     as_bool,
     as_int,
@@ -183,7 +185,6 @@ class StripeEmulator(Emulator):
             self.remove(pm["id"])
             raise self.card_error(card, None)
         side = self.side(cs_id)
-        before = copy.deepcopy(cs)
         cust = self.find(cs["customer"]) if cs["customer"] else None
         if cust is None and (cs["mode"] in ("subscription", "setup") or cs["customer_creation"] == "always"):
             cust = self.create_customer({"email": email, "name": name or ""})
@@ -216,7 +217,7 @@ class StripeEmulator(Emulator):
                     self.create_invoice_item(
                         {"customer": sub_params["customer"], "price": it["price"]["id"], "quantity": it["quantity"]}
                     )
-            sub = self.create_subscription(sub_params, source="checkout")
+            sub = self.create_subscription(sub_params)
             cs.update(subscription=sub["id"], invoice=sub["latest_invoice"], payment_status="paid")
         elif cs["mode"] == "payment":
             pid = side.get("payment_intent_data") or {}
@@ -247,7 +248,6 @@ class StripeEmulator(Emulator):
             cs["setup_intent"] = seti["id"]
         cs["status"] = "complete"
         cs["url"] = None
-        del before
         self.dirty = True
         self.emit("checkout.session.completed", cs)
         return cs
@@ -446,8 +446,6 @@ class StripeEmulator(Emulator):
             else:
                 end = _period_end(sub)
                 for si in sub["items"]["data"]:
-                    from .engine import add_interval
-
                     rec = si["price"]["recurring"]
                     lines.append(
                         self._sub_line(
@@ -509,8 +507,6 @@ class StripeEmulator(Emulator):
 
     def preview_change_lines(self, sub: Obj, items: list[dict[str, Any]], behaviour: str, at: int) -> list[Obj]:
         """Invoice lines a change of items would add now (prorations, or the new period after an interval change)."""
-        from .engine import _interval, add_interval
-
         by_id = {si["id"]: si for si in sub["items"]["data"]}
         period = (_period_start(sub), _period_end(sub))
         lines: list[Obj] = []
