@@ -6,6 +6,8 @@ Stripe test mode too, so the emulator's answers are pinned to what Stripe really
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -399,3 +401,64 @@ async def test_list_pagination_with_starting_after(target: Target) -> None:
     )
     assert [c.id for c in second.data] == [created[0].id]
     assert second.has_more is False
+
+
+async def test_webhook_endpoint_secret_is_only_in_the_create_response(target: Target) -> None:
+    client = target.client
+    endpoint = await client.v1.webhook_endpoints.create_async(
+        params={"url": f"https://example.com/hooks/{uuid.uuid4().hex}", "enabled_events": ["customer.created"]}
+    )
+    try:
+        assert endpoint.secret and endpoint.secret.startswith("whsec_")
+        got = await client.v1.webhook_endpoints.retrieve_async(endpoint.id)
+        assert "secret" not in got.to_dict()
+        assert got.enabled_events == ["customer.created"]
+    finally:
+        deleted = await client.v1.webhook_endpoints.delete_async(endpoint.id)
+    assert deleted.deleted is True
+
+
+async def test_events_record_the_change_and_its_previous_attributes(target: Target) -> None:
+    client = target.client
+    customer = await client.v1.customers.create_async(params={"email": f"ev-{uuid.uuid4().hex[:8]}@example.com"})
+    await client.v1.customers.update_async(customer.id, params={"name": "Renamed"})
+    for _ in range(50):
+        events = await client.v1.events.list_async(params={"type": "customer.updated", "limit": 10})
+        mine = [e for e in events.data if e.data.object.id == customer.id]
+        if mine:
+            break
+        await asyncio.sleep(0.2)
+    assert mine[0].data.previous_attributes.name is None
+    assert mine[0].data.object.name == "Renamed"
+    assert mine[0].api_version == stripe.api_version
+
+
+async def test_test_clock_renews_its_customers_subscription(target: Target) -> None:
+    client = target.client
+    _, monthly, _ = await make_prices(client)
+    start = int(time.time())
+    clock = await client.v1.test_helpers.test_clocks.create_async(params={"frozen_time": start})
+    try:
+        customer = await client.v1.customers.create_async(
+            params={
+                "email": "clock@example.com",
+                "test_clock": clock.id,
+                "payment_method": "pm_card_visa",
+                "invoice_settings": {"default_payment_method": "pm_card_visa"},
+            }
+        )
+        sub = await client.v1.subscriptions.create_async(
+            params={"customer": customer.id, "items": [{"price": monthly.id}]}
+        )
+        await client.v1.test_helpers.test_clocks.advance_async(clock.id, params={"frozen_time": start + 32 * 86400})
+        for _ in range(120):
+            if (await client.v1.test_helpers.test_clocks.retrieve_async(clock.id)).status == "ready":
+                break
+            await asyncio.sleep(1)
+        renewed = await client.v1.subscriptions.retrieve_async(sub.id)
+        assert renewed.status == "active"
+        assert renewed.latest_invoice != sub.latest_invoice
+        invoices = await client.v1.invoices.list_async(params={"subscription": sub.id})
+        assert [i.billing_reason for i in invoices.data] == ["subscription_cycle", "subscription_create"]
+    finally:
+        await client.v1.test_helpers.test_clocks.delete_async(clock.id)
