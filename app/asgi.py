@@ -29,13 +29,14 @@ from app.billing.controller import CheckoutController
 from app.cli import BillingCLIPlugin
 from app.history.controller import HistoryController
 from app.plans.controller import PlansController
+from app.portal.controller import PortalController
 from app.settings import PROJECT_ROOT, Settings
 from app.stripe_gateway import StripeGateway
 from app.web.dependencies import provide_current_user, provide_oidc
 from app.web.errors import EXCEPTION_HANDLERS
 from app.web.health import healthz
 from app.web.pages import home
-from app.web.sessions import session_config, session_store
+from app.web.sessions import rate_limit_store, session_config, session_store
 from app.web.templating import configure_engine
 from app.webhooks.controller import stripe_webhook
 from app.webhooks.worker import EventWorker
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AccountController,
             PlansController,
             CheckoutController,
+            PortalController,
             HistoryController,
             stripe_webhook,
             create_static_files_router(path="/static", directories=[PROJECT_ROOT / "static"], name="static"),
@@ -96,7 +98,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_class=HTMXRequest,
         plugins=[HTMXPlugin(), FlashPlugin(config=FlashConfig(template_config=template_config)), BillingCLIPlugin()],
         middleware=[session_config(settings.app).middleware],
-        stores={"sessions": session_store(settings.app)},
+        stores={"sessions": session_store(settings.app), "rate_limit": rate_limit_store(settings.app)},
         csrf_config=CSRFConfig(
             secret=settings.app.session_secret,
             cookie_name="billing_csrf",
@@ -111,6 +113,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         logging_config=LoggingConfig(
             root={"level": settings.app.log_level, "handlers": ["queue_listener"]},
+            loggers={"stripe": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
             log_exceptions="debug",
             disable_stack_trace={404, 400, 403, 401, 405, 409, 413, 422, 429},
         ),

@@ -72,6 +72,29 @@ def plans_push(path: Path | None) -> None:
     _run(main)
 
 
+@billing.group(name="portal", help="Customer Portal configurations (portal.toml).")
+def portal() -> None:
+    """Portal commands."""
+
+
+@portal.command(name="push", help="Create or update one Billing Portal Configuration per workflow.")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+def portal_push(path: Path | None) -> None:
+    """Push `portal.toml` to Stripe (idempotent) and remember the configuration ids locally."""
+    from app.portal.service import DEFAULT_PORTAL_FILE, load_portal_spec, push_portal
+
+    try:
+        spec = load_portal_spec(path or DEFAULT_PORTAL_FILE)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def main(gateway: Any) -> None:
+        for action in await push_portal(gateway, spec):
+            console.print(f"  {action}")
+
+    _run(main)
+
+
 @billing.command(name="sync", help="Backfill the local copy from Stripe: the catalogue and every customer, or one.")
 @click.option("--customer", "customer_id", default=None, help="Only this Stripe customer (cus_…).")
 def sync(customer_id: str | None) -> None:

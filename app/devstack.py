@@ -153,6 +153,10 @@ async def push_demo_catalog() -> None:
     actions = await push_catalog(gateway, load_catalog())
     plans, prices = await sync_catalog(gateway)
     logger.info("Demo catalogue: %d change(s) pushed; %d plans and %d prices synced", len(actions), plans, prices)
+    from app.portal.service import load_portal_spec, push_portal
+
+    configurations = await push_portal(gateway, load_portal_spec())
+    logger.info("Customer Portal: %d configurations pushed", len(configurations))
 
 
 EXPORTED = (
@@ -200,6 +204,8 @@ def prepare(stack: contextlib.ExitStack, env: MutableMapping[str, str]) -> None:
 def main() -> None:
     """Entry point of `make run` (`python -m app.devstack`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("stripe", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     import uvicorn
 
     with contextlib.ExitStack() as stack:

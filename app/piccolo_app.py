@@ -7,12 +7,32 @@ from pathlib import Path
 from piccolo.conf.apps import AppConfig
 
 from app.auth.tables import User
-from app.billing.tables import Customer, PaymentTransaction, Plan, Price, StripeEvent, Subscription
+from app.billing.tables import (
+    BillingChange,
+    Customer,
+    PaymentTransaction,
+    Plan,
+    Price,
+    StripeEvent,
+    Subscription,
+)
+from app.portal.tables import PortalConfiguration, PortalSession
 
 APP_CONFIG = AppConfig(
     app_name="billing",
     migrations_folder_path=str(Path(__file__).resolve().parent.parent / "migrations"),
-    table_classes=[User, Customer, Plan, Price, Subscription, PaymentTransaction, StripeEvent],
+    table_classes=[
+        User,
+        Customer,
+        Plan,
+        Price,
+        Subscription,
+        PaymentTransaction,
+        StripeEvent,
+        PortalConfiguration,
+        PortalSession,
+        BillingChange,
+    ],
     migration_dependencies=[],
     commands=[],
 )

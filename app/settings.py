@@ -38,6 +38,8 @@ class AppSettings:
     """`DEFAULT_LOCALE`: locale for money and dates when the browser sends no Accept-Language."""
     default_timezone: str = "UTC"
     """`DEFAULT_TIMEZONE`: IANA time zone used for dates shown to people."""
+    portal_retention_coupon: str | None = None
+    """`PORTAL_RETENTION_COUPON`: a Stripe coupon id offered when someone starts to cancel (optional)."""
     event_worker: bool = True
     """`EVENT_WORKER`: `in-process` (default) applies Stripe events inside each web process; `off`
     leaves them to `litestar billing worker` processes."""
@@ -188,6 +190,7 @@ class Settings:
                 default_locale=get("DEFAULT_LOCALE", "en_US") or "en_US",
                 default_timezone=get("DEFAULT_TIMEZONE", "UTC") or "UTC",
                 event_worker=event_worker == "in-process",
+                portal_retention_coupon=get("PORTAL_RETENTION_COUPON"),
             ),
             database=DatabaseSettings(url=database_url),
             oidc=OIDCSettings(

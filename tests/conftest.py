@@ -214,3 +214,11 @@ def gateway(billing_settings: Settings) -> Any:
     from app.stripe_gateway import StripeGateway
 
     return StripeGateway(billing_settings.stripe)
+
+
+@pytest.fixture
+async def portal_configured(billing_app_url: str, gateway: Any) -> None:
+    """The Customer Portal configurations of `portal.toml`, pushed to the emulator."""
+    from app.portal.service import load_portal_spec, push_portal
+
+    await push_portal(gateway, load_portal_spec())

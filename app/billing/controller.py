@@ -100,7 +100,7 @@ class CheckoutController(Controller):
             logger.warning("User %s opened Checkout Session %s of someone else", current_user.id, session_id)
             raise NotFoundException
         try:
-            await sync_customer(stripe_gateway, customer.stripe_customer_id)
+            await sync_customer(stripe_gateway, customer.stripe_customer_id, source="checkout_return")
         except StripeUnavailable:
             logger.warning("Eager sync after Checkout failed; the webhook will bring the change")
         completed = session.get("status") == "complete"

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.auth.tables import User
+from app.billing.changes import describe_changes, record_changes, snapshot
 from app.billing.tables import Customer, PaymentTransaction, Plan, Price, Subscription
 from app.stripe_gateway import StripeGateway, StripeNotFound, from_unix
 from piccolo_conf import DB
@@ -98,19 +99,27 @@ async def sync_customer(
     *,
     payment_intent_ids: frozenset[str] = frozenset(),
     full: bool = False,
+    source: str = "sync",
 ) -> CustomerSync:
     """Re-read one customer from Stripe and bring its local rows up to date.
 
     Syncs the customer (email, default card), every subscription, its recent PaymentIntents (the
     newest 100, every one with `full=True`, plus any named in `payment_intent_ids`) and the invoices
-    that paid them. Runs in one transaction under the customer's advisory lock.
+    that paid them. Runs in one transaction under the customer's advisory lock. What changed for
+    the person is appended to the `billing_change` audit trail with `source` (webhook, sync,
+    portal_return, checkout_return).
 
     Raises:
         StripeUnavailable / StripeRateLimited: Stripe failed; nothing was written.
     """
     async with DB.transaction():
         await _advisory_lock(stripe_customer_id)
+        known = await Customer.objects().get(Customer.stripe_customer_id == stripe_customer_id)
+        before = await snapshot(known.user) if known is not None else None
         result = await _sync_customer_locked(gateway, stripe_customer_id, payment_intent_ids, full)
+        if result.user_id is not None:
+            after = await snapshot(result.user_id)
+            await record_changes(result.user_id, describe_changes(before or {}, after), source)
     return result
 
 

@@ -163,3 +163,16 @@ class StripeEvent(Table):
     next_attempt_at = Timestamptz(default=TimestamptzNow())
     received_at = Timestamptz(default=TimestamptzNow())
     processed_at = Timestamptz(null=True, default=None)
+
+
+class BillingChange(Table):
+    """Audit trail: one row per detected change of a person's billing state."""
+
+    id = Serial(primary_key=True)
+    user = ForeignKey(references=User, null=False, index=True, db_column_name="user_id")
+    kind = Varchar(length=40, help_text="payment_method | plan | status | cancellation | email | address | tax_ids")
+    before = Text(null=True, default=None)
+    after = Text(null=True, default=None)
+    source = Varchar(length=20, help_text="portal_return | webhook | sync | checkout_return")
+    portal_session_id = Integer(null=True, default=None, help_text="The local portal session that caused it, if known")
+    at = Timestamptz(default=TimestamptzNow())

@@ -95,6 +95,9 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
         return internal_error_handler(request, exc)
     if isinstance(exc, PermissionDeniedException) and "CSRF" in str(exc.detail):
         message = "This form has expired. Reload the page and try again."
+    elif status_code == 429:
+        seconds = (exc.headers or {}).get("RateLimit-Reset", "60")
+        message = f"Too many attempts in a short time. Please try again in {seconds} seconds."
     elif status_code in MESSAGES:
         message = MESSAGES[status_code]
     else:
@@ -103,6 +106,8 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     response = error_response(request, status_code, message)
     if exc.headers:
         response.headers.update(exc.headers)
+    if status_code == 429:
+        response.headers["Retry-After"] = str((exc.headers or {}).get("RateLimit-Reset", "60"))
     return response
 
 

@@ -15,6 +15,7 @@ from litestar.middleware.session.base import ONE_DAY_IN_SECONDS
 from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
 from litestar.stores.base import Store
 from litestar.stores.file import FileStore
+from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from litestar.types import Message, ScopeSession
 
@@ -72,3 +73,10 @@ def session_store(settings: AppSettings) -> Store:
     if settings.redis_url:
         return RedisStore.with_client(url=settings.redis_url, namespace="billing-sessions")
     return FileStore(path=settings.data_dir / "sessions", create_directories=True)
+
+
+def rate_limit_store(settings: AppSettings) -> Store:
+    """Redis when `REDIS_URL` is set (limits shared by every process), else this process's memory."""
+    if settings.redis_url:
+        return RedisStore.with_client(url=settings.redis_url, namespace="billing-rate-limit")
+    return MemoryStore()

@@ -152,7 +152,8 @@ async def process_next(gateway: StripeGateway, now: datetime | None = None) -> i
         async with DB.transaction():
             first = await StripeEvent.raw(
                 "SELECT id, stripe_customer_id FROM stripe_event "
-                "WHERE status IN ('pending', 'failed') AND attempts < {} AND next_attempt_at <= COALESCE({}::timestamptz, now()) "
+                "WHERE status IN ('pending', 'failed') AND attempts < {} "
+                "AND next_attempt_at <= COALESCE({}::timestamptz, now()) "
                 "ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
                 MAX_ATTEMPTS,
                 now,
@@ -162,7 +163,8 @@ async def process_next(gateway: StripeGateway, now: datetime | None = None) -> i
             key = first[0]["stripe_customer_id"]
             claimed = await StripeEvent.raw(
                 "SELECT id, payload FROM stripe_event WHERE stripe_customer_id = {} "
-                "AND status IN ('pending', 'failed') AND attempts < {} AND next_attempt_at <= COALESCE({}::timestamptz, now()) "
+                "AND status IN ('pending', 'failed') AND attempts < {} "
+                "AND next_attempt_at <= COALESCE({}::timestamptz, now()) "
                 "ORDER BY id FOR UPDATE SKIP LOCKED",
                 key,
                 MAX_ATTEMPTS,
@@ -178,7 +180,7 @@ async def process_next(gateway: StripeGateway, now: datetime | None = None) -> i
                     for row in claimed
                     if (t := target_of(_payload(row))) is not None and t.payment_intent_id
                 )
-                result = await sync_customer(gateway, str(key), payment_intent_ids=intents)
+                result = await sync_customer(gateway, str(key), payment_intent_ids=intents, source="webhook")
                 status = "processed" if result.linked else "ignored"
             await StripeEvent.update(
                 {

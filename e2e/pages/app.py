@@ -35,3 +35,13 @@ class AccountPage:
 
     async def expect_plan(self, name: str) -> None:
         await expect(self.page.get_by_test_id("plan-name")).to_contain_text(name)
+
+
+class Toasts:
+    """The flash/toast area of every page."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+
+    async def expect(self, text: str | re.Pattern[str]) -> None:
+        await expect(self.page.locator("#flash")).to_contain_text(text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from playwright.async_api import Page, expect
 
 CARDS = {
@@ -59,3 +61,38 @@ class StripeTestModeCheckout:
 
     async def back(self) -> None:
         await self.page.get_by_role("link", name="Back").first.click()
+
+
+class EmulatorPortal:
+    """The emulator's Customer Portal (`portal_home.html`, `portal_flow.html`)."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+
+    async def update_payment_method(self, card: str = CARDS["mastercard"]) -> None:
+        await expect(self.page.get_by_role("heading", name="Update payment method")).to_be_visible()
+        await self.page.get_by_label("Card number").fill(card)
+        await self.page.get_by_label("Expiration date (MM / YY)").fill("11 / 33")
+        await self.page.get_by_label("Security code (CVC)").fill("321")
+        await self.page.get_by_label("Cardholder name").fill("Test Buyer")
+        await self.page.get_by_role("button", name="Save payment method").click()
+
+    async def switch_price(self, label: re.Pattern[str]) -> None:
+        await self.page.get_by_label(label).check()
+        await self.page.get_by_role("button", name="Continue").click()
+        await self.confirm()
+
+    async def confirm(self) -> None:
+        await self.page.get_by_role("button", name="Confirm").click()
+
+    async def cancel(self, reason: str = "Too expensive") -> None:
+        await self.page.get_by_label(reason).check()
+        await self.page.get_by_role("button", name="Cancel subscription").click()
+
+    async def update_email(self, email: str) -> None:
+        await self.page.get_by_role("link", name="Update information").click()
+        await self.page.get_by_label("Email").fill(email)
+        await self.page.get_by_role("button", name="Save").click()
+
+    async def return_to_app(self) -> None:
+        await self.page.get_by_role("link", name=re.compile(r"^Return to")).first.click()

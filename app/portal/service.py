@@ -1,0 +1,328 @@
+"""Customer Portal workflows: configurations, sessions, and the return summary.
+
+Stripe API: https://docs.stripe.com/api/customer_portal/sessions/create and
+https://docs.stripe.com/api/customer_portal/configurations. Flow types:
+https://docs.stripe.com/customer-management/portal-deep-links
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from app.auth.tables import User
+from app.billing.changes import Change, as_json, describe_changes, record_changes, snapshot
+from app.billing.service import active_subscription, lifetime_payment
+from app.billing.sync import sync_customer
+from app.billing.tables import Customer, Plan, Price
+from app.portal.tables import PortalConfiguration, PortalSession
+from app.settings import PROJECT_ROOT
+from app.stripe_gateway import StripeGateway
+from piccolo_conf import DB
+
+DEFAULT_PORTAL_FILE = PROJECT_ROOT / "portal.toml"
+WORKFLOWS = ("payment_update", "subscription_management", "cancellation_process", "billing_review", "profile_update")
+# Plan changes chosen on /plans: a confirm-this-change flow (uses the subscription_management configuration).
+PLAN_CHANGE = "plan_change"
+RETURN_PAGES = {
+    "payment_update": "account:show",
+    "subscription_management": "account:show",
+    "cancellation_process": "account:show",
+    "profile_update": "account:show",
+    "billing_review": "history:list",
+    PLAN_CHANGE: "plans:list",
+}
+
+
+class NoCustomer(Exception):
+    """The person has no Stripe customer yet, so there is nothing to manage."""
+
+
+class UnknownWorkflow(ValueError):
+    """The workflow (or the price of a plan change) is not one this app offers."""
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    """One workflow of `portal.toml`."""
+
+    key: str
+    title: str
+    description: str
+    features: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PortalSpec:
+    """`portal.toml`: the business profile, subscription rules and the workflows."""
+
+    business_profile: dict[str, str]
+    proration_behavior: str
+    cancel_mode: str
+    cancellation_reasons: tuple[str, ...]
+    workflows: dict[str, WorkflowSpec]
+
+
+def load_portal_spec(path: Path = DEFAULT_PORTAL_FILE) -> PortalSpec:
+    """Read `portal.toml`.
+
+    Raises:
+        ValueError: a workflow is missing or names an unknown feature.
+    """
+    data = tomllib.loads(path.read_text())
+    known = {
+        "payment_method_update",
+        "subscription_update",
+        "subscription_cancel",
+        "invoice_history",
+        "customer_update",
+    }
+    workflows = {}
+    for key in WORKFLOWS:
+        raw = (data.get("workflows") or {}).get(key)
+        if raw is None:
+            raise ValueError(f"{path}: workflow {key} is missing")
+        features = tuple(raw.get("features", []))
+        if unknown := set(features) - known:
+            raise ValueError(f"{path}: workflow {key} names unknown features {sorted(unknown)}")
+        workflows[key] = WorkflowSpec(key, str(raw.get("title", key)), str(raw.get("description", "")), features)
+    sub = data.get("subscription") or {}
+    return PortalSpec(
+        business_profile={k: str(v) for k, v in (data.get("business_profile") or {}).items()},
+        proration_behavior=str(sub.get("proration_behavior", "create_prorations")),
+        cancel_mode=str(sub.get("cancel_mode", "at_period_end")),
+        cancellation_reasons=tuple(sub.get("cancellation_reasons", ["other"])),
+        workflows=workflows,
+    )
+
+
+async def _switchable_products() -> list[dict[str, Any]]:
+    """Every active plan with its active recurring prices, for `subscription_update.products`."""
+    plans = await Plan.objects().where(Plan.active == True)  # noqa: E712
+    prices = await Price.objects().where((Price.active == True) & (Price.type == "recurring"))  # noqa: E712
+    products = []
+    for plan in plans:
+        ids = [p.stripe_price_id for p in prices if p.plan == plan.id]
+        if ids:
+            products.append({"product": plan.stripe_product_id, "prices": ids})
+    return products
+
+
+def configuration_params(spec: PortalSpec, workflow: WorkflowSpec, products: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Billing Portal Configuration parameters for one workflow (every feature set explicitly)."""
+    on = set(workflow.features)
+    features: dict[str, Any] = {
+        "invoice_history": {"enabled": "invoice_history" in on},
+        "payment_method_update": {"enabled": "payment_method_update" in on},
+        "customer_update": {"enabled": "customer_update" in on},
+        "subscription_cancel": {"enabled": "subscription_cancel" in on},
+        "subscription_update": {"enabled": "subscription_update" in on and bool(products)},
+    }
+    if "customer_update" in on:
+        features["customer_update"]["allowed_updates"] = ["email", "address", "tax_id"]
+    if "subscription_cancel" in on:
+        features["subscription_cancel"].update(
+            mode=spec.cancel_mode,
+            proration_behavior="none",
+            cancellation_reason={"enabled": True, "options": list(spec.cancellation_reasons)},
+        )
+    if features["subscription_update"]["enabled"]:
+        features["subscription_update"].update(
+            default_allowed_updates=["price"], proration_behavior=spec.proration_behavior, products=products
+        )
+    profile = {k: v for k, v in spec.business_profile.items() if v}
+    return {"business_profile": profile, "features": features, "metadata": {"workflow": workflow.key}}
+
+
+async def push_portal(gateway: StripeGateway, spec: PortalSpec) -> list[str]:
+    """Create or update one Billing Portal Configuration per workflow; remember their ids locally.
+
+    Idempotent: configurations are found by `metadata.workflow`. Needs the plan catalogue synced
+    (for which prices a subscriber can switch between).
+    """
+    products = await _switchable_products()
+    existing = {
+        (c.get("metadata") or {}).get("workflow"): c
+        async for c in gateway.portal_configurations()
+        if (c.get("metadata") or {}).get("workflow")
+    }
+    actions = []
+    for key, workflow in spec.workflows.items():
+        params = configuration_params(spec, workflow, products)
+        current = existing.get(key)
+        if current is None:
+            config = await gateway.create_portal_configuration(params)
+            actions.append(f"created configuration {key} ({config['id']})")
+        else:
+            config = await gateway.update_portal_configuration(current["id"], params)
+            actions.append(f"updated configuration {key} ({config['id']})")
+        await PortalConfiguration.insert(
+            PortalConfiguration(workflow=key, stripe_configuration_id=config["id"], updated_at=datetime.now(UTC))
+        ).on_conflict(
+            target=PortalConfiguration.workflow,
+            action="DO UPDATE",
+            values=[PortalConfiguration.stripe_configuration_id, PortalConfiguration.updated_at],
+        )
+    return actions
+
+
+async def _flow_data(
+    gateway: StripeGateway,
+    customer: Customer,
+    workflow: str,
+    return_url: str,
+    price_lookup_key: str | None,
+    coupon: str | None,
+) -> dict[str, Any] | None:
+    """`flow_data` for a workflow (None: the portal homepage), redirecting back after completion."""
+    after = {"type": "redirect", "redirect": {"return_url": return_url}}
+    subscription = await active_subscription(customer.user)
+    if workflow == "payment_update":
+        return {"type": "payment_method_update", "after_completion": after}
+    if workflow == "subscription_management" and subscription is not None:
+        return {
+            "type": "subscription_update",
+            "subscription_update": {"subscription": subscription.stripe_subscription_id},
+            "after_completion": after,
+        }
+    if workflow == "cancellation_process" and subscription is not None:
+        cancel: dict[str, Any] = {"subscription": subscription.stripe_subscription_id}
+        if coupon:
+            cancel["retention"] = {"type": "coupon_offer", "coupon_offer": {"coupon": coupon}}
+        return {"type": "subscription_cancel", "subscription_cancel": cancel, "after_completion": after}
+    if workflow == PLAN_CHANGE:
+        price = await Price.objects().get((Price.lookup_key == (price_lookup_key or "")) & (Price.active == True))  # noqa: E712
+        if subscription is None or price is None or price.type != "recurring":
+            raise UnknownWorkflow("That plan change is not available.")
+        return {
+            "type": "subscription_update_confirm",
+            "subscription_update_confirm": {
+                "subscription": subscription.stripe_subscription_id,
+                "items": [
+                    {
+                        "id": await _item_id(gateway, customer, subscription.stripe_subscription_id),
+                        "price": price.stripe_price_id,
+                    }
+                ],
+            },
+            "after_completion": after,
+        }
+    return None
+
+
+async def _item_id(gateway: StripeGateway, customer: Customer, stripe_subscription_id: str) -> str:
+    """The subscription's (first) item id, read from Stripe: `subscription_update_confirm` needs it."""
+    async for sub in gateway.subscriptions_of(customer.stripe_customer_id):
+        if sub["id"] == stripe_subscription_id:
+            return str(sub["items"]["data"][0]["id"])
+    raise UnknownWorkflow("That subscription no longer exists.")
+
+
+async def create_portal_session(
+    gateway: StripeGateway,
+    user: User,
+    workflow: str,
+    base_url: str,
+    price_lookup_key: str | None = None,
+    retention_coupon: str | None = None,
+) -> str:
+    """Create a Billing Portal Session for the signed-in user's own customer; returns its URL.
+
+    Records a `portal_session` row with the billing snapshot taken now; the row and the Stripe
+    session are created together (a Stripe failure leaves no row). `return_url` and each flow's
+    `after_completion` point at `/portal/return?ps=<row id>` under `APP_BASE_URL` (`base_url`).
+
+    Raises:
+        UnknownWorkflow: `workflow` (or the plan-change price) is not offered.
+        NoCustomer: the person has no Stripe customer.
+        StripeUnavailable / StripeRequestRejected: nothing was recorded.
+    """
+    if workflow not in WORKFLOWS and workflow != PLAN_CHANGE:
+        raise UnknownWorkflow(workflow)
+    customer = await Customer.objects().get((Customer.user == user.id) & (Customer.deleted == False))  # noqa: E712
+    if customer is None:
+        raise NoCustomer
+    configuration_key = "subscription_management" if workflow == PLAN_CHANGE else workflow
+    configuration = await PortalConfiguration.objects().get(PortalConfiguration.workflow == configuration_key)
+    async with DB.transaction():
+        row = PortalSession(user=user.id, workflow=workflow, before=await snapshot(user.id))
+        await row.save()
+        return_url = f"{base_url}/portal/return?ps={row.id}"
+        flow = await _flow_data(gateway, customer, workflow, return_url, price_lookup_key, retention_coupon)
+        params: dict[str, Any] = {"customer": customer.stripe_customer_id, "return_url": return_url}
+        if configuration is not None:
+            params["configuration"] = configuration.stripe_configuration_id
+        if flow is not None:
+            params["flow_data"] = flow
+        session = await gateway.create_portal_session(params)
+        await PortalSession.update({PortalSession.stripe_session_id: session["id"]}).where(PortalSession.id == row.id)
+    return str(session["url"])
+
+
+@dataclass
+class ReturnSummary:
+    """What the return page tells the person."""
+
+    workflow: str
+    changes: list[dict[str, Any]]
+    next_page: str
+
+
+async def complete_return(
+    gateway: StripeGateway, user: User, portal_session_id: int, locale: str, timezone: str
+) -> ReturnSummary | None:
+    """Sync the customer from Stripe, compare with the snapshot taken at session creation, and
+    record the result once. A reload returns the same stored summary. None when the session is
+    not this user's (the caller answers 404).
+
+    Raises:
+        StripeUnavailable: the sync failed; nothing was recorded (a reload retries).
+    """
+    row = (
+        await PortalSession.objects()
+        .where((PortalSession.id == portal_session_id) & (PortalSession.user == user.id))
+        .first()
+        .output(load_json=True)
+    )
+    if row is None:
+        return None
+    if row.returned_at is None:
+        customer = await Customer.objects().get(Customer.user == user.id)
+        if customer is not None:
+            await sync_customer(gateway, customer.stripe_customer_id, source="portal_return")
+        after = await snapshot(user.id)
+        before = row.before if isinstance(row.before, dict) else json.loads(row.before or "{}")
+        changes: list[Change] = describe_changes(before, after, locale=locale, tz=timezone)
+        async with DB.transaction():
+            updated = (
+                await PortalSession.update(
+                    {
+                        PortalSession.after: after,
+                        PortalSession.changes: as_json(changes),
+                        PortalSession.outcome: "changed" if changes else "no_changes",
+                        PortalSession.returned_at: datetime.now(UTC),
+                    }
+                )
+                .where((PortalSession.id == row.id) & (PortalSession.returned_at.is_null()))
+                .returning(PortalSession.id)
+            )
+            if updated:
+                await record_changes(user.id, changes, "portal_return", portal_session_id=row.id)
+        row = await PortalSession.objects().where(PortalSession.id == row.id).first().output(load_json=True)
+        assert row is not None
+    stored = row.changes if isinstance(row.changes, list) else json.loads(row.changes or "[]")
+    return ReturnSummary(
+        workflow=row.workflow, changes=stored, next_page=RETURN_PAGES.get(row.workflow, "account:show")
+    )
+
+
+async def portal_entry_points(user_id: int) -> dict[str, Any]:
+    """Which portal buttons the account page shows: by subscription kind and whether a customer exists."""
+    customer = await Customer.objects().get((Customer.user == user_id) & (Customer.deleted == False))  # noqa: E712
+    subscription = await active_subscription(user_id)
+    lifetime = await lifetime_payment(user_id)
+    return {"customer": customer, "subscription": subscription, "lifetime": lifetime}
