@@ -234,6 +234,9 @@ class CursorSigner:
             payload, mac = _unb64(head), _unb64(tail)
         except (ValueError, binascii.Error):
             raise invalid from None
+        # Only the canonical spelling is accepted, so each position has exactly one cursor.
+        if _b64(payload) != head or _b64(mac) != tail:
+            raise invalid
         if not hmac.compare_digest(mac, self._mac(payload)):
             raise invalid
         try:
@@ -252,7 +255,7 @@ def _b64(raw: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
 
 
 @dataclass(frozen=True)
