@@ -29,12 +29,14 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST
 
 from app.auth.tables import User
 from app.history.service import (
+    DEFAULT_PAGE_SIZE,
     PAGE_SIZES,
     STATUS_FILTERS,
     CursorError,
     CursorSigner,
     FilterError,
     HistoryFilters,
+    HistoryPage,
     csv_chunks,
     fetch_page,
     parse_filters,
@@ -55,6 +57,20 @@ def _wants_fragment(request: HTMXRequest) -> bool:
 def _url(request: HTMXRequest, name: str, params: Mapping[str, str | int]) -> str:
     path = request.app.route_reverse(name)
     return f"{path}?{urlencode(params)}" if params else path
+
+
+def _links(request: HTMXRequest, signer: CursorSigner, filters: HistoryFilters, page: HistoryPage) -> dict[str, Any]:
+    """`first_url`, `newer_url`/`older_url` (None at either end) and `csv_url`, all keeping the filters."""
+    keep: dict[str, str | int] = {**filters.query_params()}
+    if page.size != DEFAULT_PAGE_SIZE:
+        keep["size"] = page.size
+    newer, older = page.newer_position, page.older_position
+    return {
+        "first_url": _url(request, "history:list", keep),
+        "newer_url": _url(request, "history:list", {**keep, "before": signer.encode(newer)}) if newer else None,
+        "older_url": _url(request, "history:list", {**keep, "after": signer.encode(older)}) if older else None,
+        "csv_url": _url(request, "history:csv", filters.query_params()),
+    }
 
 
 class HistoryController(Controller):
@@ -80,42 +96,27 @@ class HistoryController(Controller):
         Raises:
             ClientException: 400 for a cursor that is malformed, altered, or made for another user.
         """
+        settings = request.app.state.settings.app
         raw = {"status": status or "", "from": date_from or "", "to": to or "", "size": size or ""}
         context: dict[str, Any] = {"raw": raw, "statuses": list(STATUS_FILTERS), "page_sizes": PAGE_SIZES}
-        tz = timezone_named(request.cookies.get("tz"), request.app.state.settings.app.default_timezone)
         try:
-            filters = parse_filters(status, date_from, to, tz)
+            filters = parse_filters(
+                status, date_from, to, timezone_named(request.cookies.get("tz"), settings.default_timezone)
+            )
             page_size = parse_page_size(size)
         except FilterError as exc:
             context.update(errors=exc.errors, filters=HistoryFilters(), page=None)
             return self._render(request, context, status_code=HTTP_400_BAD_REQUEST)
-        signer = CursorSigner(request.app.state.settings.app.session_secret, current_user.id)
+        signer = CursorSigner(settings.session_secret, current_user.id)
         try:
             if after and before:
                 raise CursorError("A page link can go forward or back, not both.")
-            page = await fetch_page(
-                current_user.id,
-                filters,
-                size=page_size,
-                after=signer.decode(after) if after else None,
-                before=signer.decode(before) if before else None,
-            )
+            after_position = signer.decode(after) if after else None
+            before_position = signer.decode(before) if before else None
         except CursorError as exc:
             raise ClientException(detail=str(exc), status_code=HTTP_400_BAD_REQUEST) from exc
-        keep: dict[str, str | int] = {**filters.query_params()}
-        if page_size != PAGE_SIZES[0]:
-            keep["size"] = page_size
-        context.update(
-            errors={},
-            filters=filters,
-            page=page,
-            first_url=_url(request, "history:list", keep),
-            newer_url=page.newer_position
-            and _url(request, "history:list", {**keep, "before": signer.encode(page.newer_position)}),
-            older_url=page.older_position
-            and _url(request, "history:list", {**keep, "after": signer.encode(page.older_position)}),
-            csv_url=_url(request, "history:csv", filters.query_params()),
-        )
+        page = await fetch_page(current_user.id, filters, size=page_size, after=after_position, before=before_position)
+        context.update(errors={}, filters=filters, page=page, **_links(request, signer, filters, page))
         return self._render(request, context)
 
     def _render(self, request: HTMXRequest, context: dict[str, Any], status_code: int = 200) -> Template:
