@@ -1326,6 +1326,9 @@ class Emulator(Store):
             status = sub["status"]
             if status == "incomplete":
                 candidates.append((sub["created"] + 23 * 3600, "expire"))
+            if status == "trialing" and sub["trial_end"] and not self.side(sub["id"]).get("trial_will_end"):
+                # Stripe announces the end of a trial three days ahead.
+                candidates.append((max(sub["created"], sub["trial_end"] - 3 * 86400), "trial_will_end"))
             if status in ACTIVE_STATUSES or status == "unpaid":
                 if sub["cancel_at"] and sub["cancel_at"] < _period_end(sub):
                     candidates.append((sub["cancel_at"], "cancel"))
@@ -1348,6 +1351,9 @@ class Emulator(Store):
             with self.updating(sub, "customer.subscription.updated"):
                 sub["status"] = "incomplete_expired"
                 sub["ended_at"] = when
+        elif what == "trial_will_end":
+            self.side(sub["id"])["trial_will_end"] = True
+            self.emit("customer.subscription.trial_will_end", sub)
         elif what == "cancel":
             self.cancel_subscription(sub["id"], {}, at=when)
         elif what == "renew":

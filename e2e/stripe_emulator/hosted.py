@@ -248,13 +248,19 @@ class HostedPages:
             if action == "update" and features["subscription_update"]["enabled"]:
                 return self.portal_update(bps, cfg, sub)
             if action == "update/confirm" and features["subscription_update"]["enabled"]:
-                price_id = form.get("price") or args.get("price") or ""
+                current = sub["items"]["data"][0]
+                item: dict[str, Any] = {"id": current["id"], "price": form.get("price") or args.get("price") or ""}
+                quantity = form.get("quantity") or args.get("quantity") or ""
+                if quantity and "quantity" in features["subscription_update"]["default_allowed_updates"]:
+                    item["quantity"] = max(1, int(quantity)) if quantity.isdigit() else current["quantity"]
+                if not item["price"] and "quantity" in item:
+                    item["price"] = current["price"]["id"]
                 return self.portal_confirm(
                     method,
                     bps,
                     cfg,
                     sub,
-                    [{"id": sub["items"]["data"][0]["id"], "price": price_id}],
+                    [item],
                     "subscription_update",
                 )
             if action == "confirm" and flow and flow["type"] == "subscription_update_confirm":
@@ -490,6 +496,7 @@ class HostedPages:
     def portal_update(self, bps: Obj, cfg: Obj, sub: Obj) -> Page:
         """Choose another price among `features.subscription_update.products`."""
         current = sub["items"]["data"][0]["price"]["id"]
+        allowed = cfg["features"]["subscription_update"]["default_allowed_updates"]
         options = []
         for prod, prices in self.em.portal_update_options(cfg):
             for p in prices:
@@ -504,6 +511,8 @@ class HostedPages:
             heading="Update your subscription",
             sub=self._sub_view(sub, "", cfg["features"], False),
             options=options,
+            allow_quantity="quantity" in allowed,
+            quantity=sub["items"]["data"][0]["quantity"],
             action=f"/p/session/{bps['id']}/subscriptions/{sub['id']}/update/confirm",
             back_url=back_url,
             back_label=back_label,
@@ -516,7 +525,12 @@ class HostedPages:
         base = f"/p/session/{bps['id']}"
         allowed_prices = {p["id"] for _, prices in self.em.portal_update_options(cfg) for p in prices}
         for item in items:
-            if item.get("price") and flow_type == "subscription_update" and item["price"] not in allowed_prices:
+            current_price = sub["items"]["data"][0]["price"]["id"]
+            if (
+                flow_type == "subscription_update"
+                and item.get("price") not in allowed_prices
+                and item.get("price") != current_price
+            ):
                 return self.render(
                     "portal_flow.html",
                     400,
@@ -546,7 +560,11 @@ class HostedPages:
         immediate = reset or behaviour == "always_invoice"
         view = self._sub_view(sub, "", cfg["features"], False)
         change = f"{price_label(old['price'])} × {old['quantity']} → {price_label(new_price)} × {new_qty}"
-        hidden = [("price", items[0].get("price") or "")] if flow_type == "subscription_update" else []
+        hidden = (
+            [(key, str(items[0][key])) for key in ("price", "quantity") if items[0].get(key) not in (None, "")]
+            if flow_type == "subscription_update"
+            else []
+        )
         action = (
             f"{base}/subscriptions/{sub['id']}/update/confirm"
             if flow_type == "subscription_update"

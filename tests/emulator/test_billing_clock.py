@@ -144,8 +144,8 @@ def test_test_clock_advances_only_its_own_customers(stripe_client: stripe.Stripe
     assert stripe_client.v1.customers.retrieve(on_clock.id).to_dict().get("deleted") is True
 
 
-def test_trial_subscription_charges_when_the_trial_ends(
-    stripe_client: stripe.StripeClient, control: httpx.Client
+def test_trial_subscription_announces_its_end_and_charges_when_it_ends(
+    stripe_client: stripe.StripeClient, control: httpx.Client, webhook_receiver: WebhookReceiver
 ) -> None:
     price = monthly_price(stripe_client)
     customer, _ = customer_with(stripe_client)
@@ -153,7 +153,9 @@ def test_trial_subscription_charges_when_the_trial_ends(
         params={"customer": customer.id, "items": [{"price": price.id}], "trial_period_days": 7}
     )
     assert sub.status == "trialing"
-    advance(control, 7 * DAY + 60)
+    advance(control, 5 * DAY)
+    webhook_receiver.wait_for_types("customer.subscription.trial_will_end")
+    advance(control, 2 * DAY + 60)
     after = stripe_client.v1.subscriptions.retrieve(sub.id, params={"expand": ["latest_invoice"]})
     assert after.status == "active"
     assert after.latest_invoice.amount_paid == 1000

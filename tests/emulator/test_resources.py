@@ -175,3 +175,36 @@ def test_hosted_invoice_page_pays_an_open_invoice(stripe_client: stripe.StripeCl
     page = control.post(str(final.hosted_invoice_url), data={"cardNumber": "5555555555554444", **CARD})
     assert page.status_code == 303
     assert stripe_client.v1.invoices.retrieve(str(invoice.id)).status == "paid"
+
+
+def test_portal_quantity_change_when_the_configuration_allows_it(
+    stripe_client: stripe.StripeClient, control: httpx.Client
+) -> None:
+    price = monthly_price(stripe_client)
+    customer, _, sub = subscribe(stripe_client, price)
+    config = stripe_client.v1.billing_portal.configurations.create(
+        params={
+            "features": {
+                "subscription_update": {
+                    "enabled": True,
+                    "default_allowed_updates": ["price", "quantity"],
+                    "proration_behavior": "none",
+                    "products": [{"product": str(price.product), "prices": [price.id]}],
+                }
+            }
+        }
+    )
+    session = stripe_client.v1.billing_portal.sessions.create(
+        params={"customer": customer.id, "configuration": config.id}
+    )
+    form = control.get(f"{session.url}/subscriptions/{sub.id}/update").text
+    assert '<label for="quantity">Quantity</label>' in form
+    preview = control.get(
+        f"{session.url}/subscriptions/{sub.id}/update/confirm", params={"price": price.id, "quantity": "3"}
+    )
+    assert "× 3" in preview.text
+    done = control.post(
+        f"{session.url}/subscriptions/{sub.id}/update/confirm", data={"price": price.id, "quantity": "3"}
+    )
+    assert done.status_code == 303
+    assert stripe_client.v1.subscriptions.retrieve(sub.id)["items"].data[0].quantity == 3
