@@ -13,7 +13,7 @@ from litestar.params import Body, FromQuery
 from litestar.plugins.flash import flash
 from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Response, Template
-from litestar.status_codes import HTTP_303_SEE_OTHER
+from litestar.status_codes import HTTP_200_OK, HTTP_303_SEE_OTHER
 
 from app.auth.tables import User
 from app.billing.service import CheckoutRefused, account_billing, start_checkout
@@ -29,7 +29,9 @@ logger = logging.getLogger(__name__)
 def _go(request: Request[Any, Any, Any], url: str) -> Response[Any]:
     """303 to `url`; `HX-Redirect` for HTMX, whose XHR cannot follow a redirect to another origin."""
     if request.headers.get("hx-request") == "true":
-        return ClientRedirect(url)
+        response = ClientRedirect(url)
+        response.status_code = HTTP_200_OK  # htmx acts on HX-Redirect in a 2xx; the route's 303 would win
+        return response
     return Redirect(url, status_code=HTTP_303_SEE_OTHER)
 
 

@@ -100,6 +100,7 @@ async def sync_customer(
     payment_intent_ids: frozenset[str] = frozenset(),
     full: bool = False,
     source: str = "sync",
+    portal_session_id: int | None = None,
 ) -> CustomerSync:
     """Re-read one customer from Stripe and bring its local rows up to date.
 
@@ -119,7 +120,8 @@ async def sync_customer(
         result = await _sync_customer_locked(gateway, stripe_customer_id, payment_intent_ids, full)
         if result.user_id is not None:
             after = await snapshot(result.user_id)
-            await record_changes(result.user_id, describe_changes(before or {}, after), source)
+            changes = describe_changes(before or {}, after)
+            await record_changes(result.user_id, changes, source, portal_session_id=portal_session_id)
     return result
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.auth.tables import User
-from app.billing.changes import Change, as_json, describe_changes, record_changes, snapshot
+from app.billing.changes import Change, as_json, describe_changes, snapshot
 from app.billing.service import active_subscription, lifetime_payment
 from app.billing.sync import sync_customer
 from app.billing.tables import Customer, Plan, Price
@@ -293,25 +293,20 @@ async def complete_return(
     if row.returned_at is None:
         customer = await Customer.objects().get(Customer.user == user.id)
         if customer is not None:
-            await sync_customer(gateway, customer.stripe_customer_id, source="portal_return")
+            # Changes this sync detects are audited as portal_return; ones a webhook already
+            # applied were audited then. The summary below compares with the session's snapshot.
+            await sync_customer(gateway, customer.stripe_customer_id, source="portal_return", portal_session_id=row.id)
         after = await snapshot(user.id)
         before = row.before if isinstance(row.before, dict) else json.loads(row.before or "{}")
         changes: list[Change] = describe_changes(before, after, locale=locale, tz=timezone)
-        async with DB.transaction():
-            updated = (
-                await PortalSession.update(
-                    {
-                        PortalSession.after: after,
-                        PortalSession.changes: as_json(changes),
-                        PortalSession.outcome: "changed" if changes else "no_changes",
-                        PortalSession.returned_at: datetime.now(UTC),
-                    }
-                )
-                .where((PortalSession.id == row.id) & (PortalSession.returned_at.is_null()))
-                .returning(PortalSession.id)
-            )
-            if updated:
-                await record_changes(user.id, changes, "portal_return", portal_session_id=row.id)
+        await PortalSession.update(
+            {
+                PortalSession.after: after,
+                PortalSession.changes: as_json(changes),
+                PortalSession.outcome: "changed" if changes else "no_changes",
+                PortalSession.returned_at: datetime.now(UTC),
+            }
+        ).where((PortalSession.id == row.id) & (PortalSession.returned_at.is_null()))
         row = await PortalSession.objects().where(PortalSession.id == row.id).first().output(load_json=True)
         assert row is not None
     stored = row.changes if isinstance(row.changes, list) else json.loads(row.changes or "[]")
