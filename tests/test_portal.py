@@ -54,12 +54,13 @@ async def test_portal_session_is_created_for_the_own_customer_and_recorded(
     await buy(billing_client, "pro_monthly")
     response = await open_portal(billing_client, "payment_update")
     bps_id = portal_session_of(response)
-    session = (
-        await gateway.client.v1.billing_portal.sessions.create_async(
-            params={"customer": (await Customer.objects().first()).stripe_customer_id}  # type: ignore[union-attr]
-        )
-    ).to_dict()
-    assert session["customer"]
+    created = [e async for e in gateway.events(type="billing_portal.session.created")]
+    session = created[0]["data"]["object"]
+    customer = await Customer.objects().first()
+    assert customer is not None and session["id"] == bps_id
+    assert session["customer"] == customer.stripe_customer_id
+    assert session["flow"]["type"] == "payment_method_update"
+    assert session["flow"]["after_completion"]["redirect"]["return_url"] == session["return_url"]
     row = await PortalSession.objects().first()
     assert row is not None and row.stripe_session_id == bps_id and row.workflow == "payment_update"
     assert row.returned_at is None
