@@ -1104,7 +1104,7 @@ class Emulator(Store):
                 sub["trial_end"] = now
                 self._renew(sub, now)
             if invoice_now or (behaviour == "always_invoice" and params.get("items")):
-                self._invoice_now(sub, now, "subscription_update")
+                self._invoice_now(sub, now, "subscription_update", new_period=invoice_now)
         return sub
 
     def _change_items(self, sub: Obj, items: list[dict[str, Any]], behaviour: str, at: int, now: int) -> bool:
@@ -1225,11 +1225,11 @@ class Emulator(Store):
         self.emit("invoiceitem.created", ii)
         return ii
 
-    def _invoice_now(self, sub: Obj, now: int, reason: str) -> Obj:
+    def _invoice_now(self, sub: Obj, now: int, reason: str, new_period: bool = False) -> Obj:
         """Invoice pending items (and, after a period reset, the new period) immediately and pay it."""
         cust = self.get(sub["customer"], "customer")
         lines = []
-        if sub["billing_cycle_anchor"] == now:
+        if new_period:
             for si in sub["items"]["data"]:
                 lines.append(
                     self._sub_line(

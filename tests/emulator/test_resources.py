@@ -208,3 +208,21 @@ def test_portal_quantity_change_when_the_configuration_allows_it(
     )
     assert done.status_code == 303
     assert stripe_client.v1.subscriptions.retrieve(sub.id)["items"].data[0].quantity == 3
+
+
+def test_always_invoice_bills_only_the_proration_at_once(stripe_client: stripe.StripeClient) -> None:
+    price = monthly_price(stripe_client)
+    _, _, sub = subscribe(stripe_client, price)
+    updated = stripe_client.v1.subscriptions.update(
+        sub.id,
+        params={
+            "items": [{"id": sub["items"].data[0].id, "quantity": 2}],
+            "proration_behavior": "always_invoice",
+            "expand": ["latest_invoice"],
+        },
+    )
+    invoice = updated.latest_invoice
+    assert invoice.billing_reason == "subscription_update"
+    assert invoice.status == "paid"
+    assert 990 <= invoice.total <= 1000
+    assert all(line.parent.type == "invoice_item_details" for line in invoice.lines.data)
