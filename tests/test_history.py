@@ -78,7 +78,7 @@ def row_ids(page_html: str) -> list[int]:
 
 
 def pager_link(page_html: str, rel: str) -> str | None:
-    match = re.search(rf'rel="{rel}" href="([^"]+)"', page_html)
+    match = re.search(rf'rel="{rel}"[^>]*? href="([^"]+)"', page_html)
     return html.unescape(match.group(1)) if match else None
 
 
@@ -426,6 +426,7 @@ async def test_mobile_page_does_not_overflow_and_htmx_pager_swaps_rows(
         await expect(page).to_have_url(re.compile(r"after="))
         await expect(page.locator("tr[data-payment-id]").first).not_to_have_attribute("data-payment-id", first_ids[0])
         assert await page.evaluate("window.__same_document === true"), "HTMX swapped the rows in place"
+        await expect(page.locator("#history-summary")).to_be_focused()
         assert await page.locator("h1").count() == 1
 
         await page.set_viewport_size({"width": 1280, "height": 900})
