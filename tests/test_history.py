@@ -282,6 +282,8 @@ async def test_rows_show_badges_failure_reason_money_and_documents(client: Clien
             currency="eur",
             status="partially_refunded",
             hosted_invoice_url="javascript:alert(1)",
+            description="<script>alert(1)</script>",
+            failure_reason='=HYPERLINK("https://evil.example")',
             created_at=BASE_TIME - timedelta(days=2),
         ),
     )
@@ -301,6 +303,9 @@ async def test_rows_show_badges_failure_reason_money_and_documents(client: Clien
         '<span class="sr-only">Invoice </span>PDF<span class="sr-only"> for 22 Nov 2026</span></a>'
     ) in text
     assert "javascript:" not in text
+    assert "<script>alert(1)" not in text and "&lt;script&gt;alert(1)" in text
+    exported = (await client.get("/billing/history.csv")).text
+    assert '"\'=HYPERLINK(""https://evil.example"")"' in exported, "spreadsheet formulas are defused"
 
 
 async def test_date_range_is_read_in_the_persons_time_zone(client: Client) -> None:
