@@ -214,6 +214,7 @@ class Store:
     def save(self, path: str) -> None:
         """Write the snapshot atomically (a temp file renamed over the old one)."""
         target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(target.suffix + ".tmp")
         tmp.write_text(json.dumps(self.snapshot()))
         os.replace(tmp, target)

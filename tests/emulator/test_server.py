@@ -122,7 +122,7 @@ def test_global_clock_control_moves_time_forward_only(control: httpx.Client) -> 
 
 
 def test_state_file_survives_a_restart(tmp_path: Path) -> None:
-    state = tmp_path / "state.json"
+    state = tmp_path / "not-yet" / "state.json"
     first = run_in_thread(EmulatorConfig(port=0, state_file=str(state)))
     client = stripe.StripeClient(API_KEY, base_addresses={"api": first.url}, max_network_retries=0)
     customer = client.v1.customers.create(params={"email": "keep@example.com"})
