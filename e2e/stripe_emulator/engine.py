@@ -1368,18 +1368,18 @@ class Emulator(Store):
         anchor_day = self.side(sub["id"]).get("anchor_day")
         end = add_interval(when, interval, count, anchor_day if interval in ("month", "year") else None)
         trial_ended = sub["status"] == "trialing"
+        # One customer.subscription.updated for the new period and its invoice, after invoice.created/finalized.
         with self.updating(sub, "customer.subscription.updated"):
             for si in sub["items"]["data"]:
                 si["current_period_start"], si["current_period_end"] = when, end
             if trial_ended:
                 sub["status"] = "active"
-        lines = [
-            self._sub_line(sub, si, (si["price"]["unit_amount"] or 0) * si["quantity"], (when, end))
-            for si in sub["items"]["data"]
-        ]
-        inv = self._create_invoice(cust, sub, lines, "subscription_cycle", (when, when), when)
-        self._finalize_invoice(inv, when)
-        with self.updating(sub, "customer.subscription.updated"):
+            lines = [
+                self._sub_line(sub, si, (si["price"]["unit_amount"] or 0) * si["quantity"], (when, end))
+                for si in sub["items"]["data"]
+            ]
+            inv = self._create_invoice(cust, sub, lines, "subscription_cycle", (when, when), when)
+            self._finalize_invoice(inv, when)
             sub["latest_invoice"] = inv["id"]
         if inv["amount_due"] <= 0:
             self._mark_paid(inv, when)
