@@ -314,6 +314,37 @@ def _customers_search(api: Api, p: dict[str, Any]) -> Obj:
     }
 
 
+def _search_route(kind: str, path: str, params_type: str) -> None:
+    """`GET /v1/<resource>/search`, registered ahead of `/v1/<resource>/{id}`."""
+
+    def handler(api: Api, p: dict[str, Any]) -> Obj:
+        query = p.get("query")
+        if not query:
+            raise missing("query")
+        limit = as_int(p.get("limit") or 10, "limit")
+        found = api.em.search(kind, query)
+        return {
+            "object": "search_result",
+            "data": found[:limit],
+            "has_more": len(found) > limit,
+            "next_page": None,
+            "url": path,
+        }
+
+    ROUTES.insert(0, Route("GET", re.compile("^" + path + "$"), handler, params_type))
+
+
+for _kind, _path, _params in (
+    ("subscription", "/v1/subscriptions/search", "SubscriptionSearchParams"),
+    ("price", "/v1/prices/search", "PriceSearchParams"),
+    ("product", "/v1/products/search", "ProductSearchParams"),
+    ("invoice", "/v1/invoices/search", "InvoiceSearchParams"),
+    ("charge", "/v1/charges/search", "ChargeSearchParams"),
+    ("payment_intent", "/v1/payment_intents/search", "PaymentIntentSearchParams"),
+):
+    _search_route(_kind, _path, _params)
+
+
 @route("GET", "/v1/customers/{cid}", "CustomerRetrieveParams")
 def _customers_get(api: Api, p: dict[str, Any], cid: str) -> Obj:
     if cid in api.em.deleted and cid.startswith("cus_"):

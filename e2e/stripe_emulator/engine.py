@@ -222,7 +222,11 @@ class Emulator(Store):
 
     def search_customers(self, query: str) -> list[Obj]:
         """https://docs.stripe.com/api/customers/search with `field:'value'` clauses joined by AND/OR."""
-        return [c for c in self.all("customer") if _match_query(c, query)]
+        return self.search("customer", query)
+
+    def search(self, kind: str, query: str) -> list[Obj]:
+        """Search objects of one type, newest first (https://docs.stripe.com/search#search-query-language)."""
+        return [obj for obj in self.all(kind) if _match_query(obj, query)]
 
     # ============================================================ tax ids
     def create_tax_id(self, cid: str, params: dict[str, Any]) -> Obj:
@@ -1466,7 +1470,12 @@ _CLAUSE = re.compile(r"""(-?)([a-z_]+(?:\[['"][^'"]+['"]\])?)\s*(:|~|>=|<=|>|<)\
 def _field(obj: Obj, name: str) -> Any:
     if name.startswith("metadata["):
         return (obj.get("metadata") or {}).get(name[10:-2])
-    return obj.get(name)
+    value = obj.get(name)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict) and "id" in value:
+        return value["id"]
+    return value
 
 
 def _match_query(obj: Obj, query: str) -> bool:

@@ -200,3 +200,16 @@ def test_module_entrypoint_serves_the_api(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_search_works_for_subscriptions_and_prices(stripe_client: stripe.StripeClient) -> None:
+    from .helpers import monthly_price, subscribe
+
+    price = monthly_price(stripe_client)
+    customer, _, sub = subscribe(stripe_client, price)
+    stripe_client.v1.subscriptions.update(sub.id, params={"metadata": {"user_id": "77"}})
+    found = stripe_client.v1.subscriptions.search(params={"query": "metadata['user_id']:'77' AND status:'active'"})
+    assert [s.id for s in found.data] == [sub.id]
+    prices = stripe_client.v1.prices.search(params={"query": "active:'true' AND currency:'usd'"})
+    assert [p.id for p in prices.data] == [price.id]
+    assert customer.id
