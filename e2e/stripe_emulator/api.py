@@ -195,6 +195,25 @@ class Api:
                 "has_more": False,
                 "url": f"/v1/invoice_payments?invoice={obj['id']}",
             }
+        elif kind == "customer" and key == "subscriptions" and "subscriptions" not in obj:
+            subs = [
+                s
+                for s in self.em.all("subscription")
+                if s["customer"] == obj["id"] and s["status"] not in ("canceled", "incomplete_expired")
+            ]
+            obj["subscriptions"] = {
+                "object": "list",
+                "data": clone(subs),
+                "has_more": False,
+                "url": f"/v1/customers/{obj['id']}/subscriptions",
+            }
+        elif kind == "customer" and key == "sources" and "sources" not in obj:
+            obj["sources"] = {
+                "object": "list",
+                "data": [],
+                "has_more": False,
+                "url": f"/v1/customers/{obj['id']}/sources",
+            }
         elif kind == "customer" and key == "tax_ids" and "tax_ids" not in obj:
             obj["tax_ids"] = {
                 "object": "list",

@@ -213,3 +213,15 @@ def test_search_works_for_subscriptions_and_prices(stripe_client: stripe.StripeC
     prices = stripe_client.v1.prices.search(params={"query": "active:'true' AND currency:'usd'"})
     assert [p.id for p in prices.data] == [price.id]
     assert customer.id
+
+
+def test_customer_includes_subscriptions_and_tax_ids_on_request(stripe_client: stripe.StripeClient) -> None:
+    from .helpers import monthly_price, subscribe
+
+    customer, _, sub = subscribe(stripe_client, monthly_price(stripe_client))
+    stripe_client.v1.customers.tax_ids.create(customer.id, params={"type": "eu_vat", "value": "DE123456789"})
+    plain = stripe_client.v1.customers.retrieve(customer.id).to_dict()
+    assert "subscriptions" not in plain and "tax_ids" not in plain
+    full = stripe_client.v1.customers.retrieve(customer.id, params={"expand": ["subscriptions", "tax_ids"]})
+    assert [s.id for s in full.subscriptions.data] == [sub.id]
+    assert full.tax_ids.data[0].value == "DE123456789"
