@@ -1,12 +1,13 @@
 # The two commands of the README: `make run` and `make test`. Everything else is a helper.
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+ifeq ($(origin UV), undefined)
+UV := $(shell sh scripts/ensure-uv.sh)
+endif
 export UV_LINK_MODE ?= copy
 
 .PHONY: run test lint typecheck pytest sync bootstrap
 
-bootstrap:  ## install uv if missing, then the locked environment in .venv
-	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv
+bootstrap:  ## the locked environment in .venv (uv itself is installed by scripts/ensure-uv.sh if missing)
 	@$(UV) sync --frozen --quiet
 
 run: bootstrap  ## serve the app on PORT (8000) with embedded defaults for what is not configured
