@@ -36,7 +36,7 @@ async def test_sign_in_see_account_and_sign_out(page: Page, live_stack: LiveStac
     await expect(page.get_by_role("link", name="Sign in").first).to_be_visible()
 
     # Signed out: the account page asks to sign in again, even with the old cookie restored.
-    await page.context.add_cookies([{**session_cookie}])  # type: ignore[list-item]
+    await page.context.add_cookies([{**session_cookie}])
     await page.goto(live_stack.url("/account"))
     await expect(page).to_have_url(re.compile(r"/oauth2/authorize"))
 
