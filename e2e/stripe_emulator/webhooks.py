@@ -195,15 +195,13 @@ class Dispatcher:
         side["pending"] = sorted(pending)
         event["pending_webhooks"] = len(pending)
 
-    def delivery_success(self, event_id: str) -> bool | None:
-        """Whether every endpoint got the event (None while deliveries are pending)."""
+    def delivery_success(self, event_id: str) -> bool:
+        """Stripe's `delivery_success` filter: False while any endpoint is still pending or has failed for good.
+
+        https://docs.stripe.com/api/events/list#list_events-delivery_success
+        """
         side = self.store.side(event_id)
-        if side.get("failed"):
-            return False
-        if side.get("pending"):
-            attempted = any(d["event"] == event_id and not d["ok"] for d in self.deliveries)
-            return False if attempted else None
-        return True
+        return not side.get("failed") and not side.get("pending")
 
 
 def _matches(enabled: list[str], event_type: str) -> bool:
