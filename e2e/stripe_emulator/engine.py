@@ -1054,7 +1054,11 @@ class Emulator(Store):
     def update_subscription(self, sid: str, params: dict[str, Any]) -> Obj:
         """https://docs.stripe.com/api/subscriptions/update (items, prorations, cancel_at_period_end, cancel_at)."""
         sub = self.get(sid, "subscription")
-        if sub["status"] in ("canceled", "incomplete_expired"):
+        if sub["status"] in ("canceled", "incomplete_expired") and set(params) - {
+            "metadata",
+            "cancellation_details",
+            "expand",
+        }:
             raise invalid("A canceled subscription can only update its cancellation_details and metadata.")
         now = self.now_for_customer(sub["customer"])
         behaviour = params.get("proration_behavior") or "create_prorations"

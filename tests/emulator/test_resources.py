@@ -226,3 +226,12 @@ def test_always_invoice_bills_only_the_proration_at_once(stripe_client: stripe.S
     assert invoice.status == "paid"
     assert 990 <= invoice.total <= 1000
     assert all(line.parent.type == "invoice_item_details" for line in invoice.lines.data)
+
+
+def test_canceled_subscription_accepts_only_metadata_changes(stripe_client: stripe.StripeClient) -> None:
+    _, _, sub = subscribe(stripe_client, monthly_price(stripe_client))
+    stripe_client.v1.subscriptions.cancel(sub.id)
+    tagged = stripe_client.v1.subscriptions.update(sub.id, params={"metadata": {"note": "churned"}})
+    assert tagged.metadata["note"] == "churned"
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": False})
