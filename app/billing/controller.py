@@ -11,9 +11,8 @@ from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
 from litestar.params import Body, FromQuery
 from litestar.plugins.flash import flash
-from litestar.plugins.htmx import ClientRedirect
-from litestar.response import Redirect, Response, Template
-from litestar.status_codes import HTTP_200_OK, HTTP_303_SEE_OTHER
+from litestar.response import Response, Template
+from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from app.auth.tables import User
 from app.billing.service import CheckoutRefused, account_billing, start_checkout
@@ -22,17 +21,9 @@ from app.billing.tables import Customer
 from app.stripe_gateway import StripeGateway, StripeNotFound, StripeRequestRejected, StripeUnavailable
 from app.web.errors import error_response
 from app.web.guards import requires_login
+from app.web.redirects import see_other
 
 logger = logging.getLogger(__name__)
-
-
-def _go(request: Request[Any, Any, Any], url: str) -> Response[Any]:
-    """303 to `url`; `HX-Redirect` for HTMX, whose XHR cannot follow a redirect to another origin."""
-    if request.headers.get("hx-request") == "true":
-        response = ClientRedirect(url)
-        response.status_code = HTTP_200_OK  # htmx acts on HX-Redirect in a 2xx; the route's 303 would win
-        return response
-    return Redirect(url, status_code=HTTP_303_SEE_OTHER)
 
 
 class CheckoutController(Controller):
@@ -58,7 +49,7 @@ class CheckoutController(Controller):
             return error_response(request, 400, "That plan is not available. Please choose one from the list.")
         except CheckoutRefused as exc:
             flash(request, str(exc), category="warning")
-            return _go(request, request.app.route_reverse("account:show"))
+            return see_other(request, request.app.route_reverse("account:show"))
         except (StripeUnavailable, StripeRequestRejected) as exc:
             return error_response(
                 request,
@@ -66,7 +57,7 @@ class CheckoutController(Controller):
                 "We could not reach our payment provider. Nothing was charged; please try again.",
                 reference=exc.request_id,
             )
-        return _go(request, url)
+        return see_other(request, url)
 
     @get("/success", name="billing:checkout_success", cache=False)
     async def success(

@@ -16,7 +16,6 @@ from litestar.response import Redirect, Response, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from app.auth.tables import User
-from app.billing.controller import _go
 from app.portal.service import (
     NoCustomer,
     UnknownWorkflow,
@@ -29,6 +28,7 @@ from app.stripe_gateway import StripeGateway, StripeRequestRejected, StripeUnava
 from app.web.errors import error_response
 from app.web.guards import requires_login
 from app.web.i18n import negotiate_locale
+from app.web.redirects import see_other
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class PortalController(Controller):
                 "We could not open the billing portal right now. Nothing was changed; please try again in a minute.",
                 reference=exc.request_id or "stripe-unavailable",
             )
-        return _go(request, url)
+        return see_other(request, url)
 
     @get("/return", name="portal:return", cache=False)
     async def return_(

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
+
+from litestar import Request, Response
+from litestar.plugins.htmx import ClientRedirect
+from litestar.response import Redirect
+from litestar.status_codes import HTTP_200_OK, HTTP_303_SEE_OTHER
 
 DEFAULT_AFTER_LOGIN = "/account"
 
@@ -22,3 +28,13 @@ def safe_next_path(value: str | None, default: str = DEFAULT_AFTER_LOGIN) -> str
     if parts.scheme or parts.netloc:
         return default
     return value
+
+
+def see_other(request: Request[Any, Any, Any], url: str) -> Response[Any]:
+    """303 to `url`; for HTMX a 200 with `HX-Redirect`, since an XHR cannot follow a redirect to
+    another origin (Stripe's Checkout and portal pages) into a page."""
+    if request.headers.get("hx-request") == "true":
+        response = ClientRedirect(url)
+        response.status_code = HTTP_200_OK  # the route's 303 default would otherwise apply
+        return response
+    return Redirect(url, status_code=HTTP_303_SEE_OTHER)
