@@ -6,6 +6,7 @@ received (verified with `stripe.Webhook.construct_event`).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -47,6 +48,11 @@ def emulator(receiver: WebhookReceiver) -> Iterator[RunningEmulator]:
 async def client(emulator: RunningEmulator, receiver: WebhookReceiver) -> AsyncIterator[stripe.StripeClient]:
     async with httpx.AsyncClient(base_url=emulator.url) as http:
         (await http.post("/_emulator/reset")).raise_for_status()
+        # Deliveries in flight at the reset land before the receiver forgets.
+        for _ in range(500):
+            if (await http.get("/_emulator/deliveries")).json()["idle"]:
+                break
+            await asyncio.sleep(0.01)
     receiver.clear()
     yield stripe.StripeClient(API_KEY, base_addresses={"api": emulator.url}, max_network_retries=0)
 

@@ -7,6 +7,7 @@ receiver is registered like the app's endpoint would be with `--webhook-url/--we
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -45,6 +46,10 @@ def control(emulator: RunningEmulator, webhook_receiver: WebhookReceiver) -> Ite
     """An HTTP client on the emulator, after resetting its state and the receiver."""
     with httpx.Client(base_url=emulator.url, timeout=10) as http:
         http.post("/_emulator/reset").raise_for_status()
+        # A delivery already in flight when the reset came must land before the receiver forgets.
+        deadline = time.monotonic() + 10
+        while not http.get("/_emulator/deliveries").json()["idle"] and time.monotonic() < deadline:
+            time.sleep(0.01)
         webhook_receiver.clear()
         yield http
         http.post("/_emulator/settings", json={"dunning_final_status": "canceled"})
