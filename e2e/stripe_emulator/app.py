@@ -119,6 +119,8 @@ class EmulatorApp:
             return
         if path.startswith("/_emulator/"):
             status, payload = self.control(method, path, body)
+            if path == "/_emulator/reset":
+                await self.dispatcher.settle()
             await _send(send, status, json.dumps(payload).encode(), [(b"content-type", b"application/json")])
             return
         try:

@@ -59,6 +59,7 @@ class Dispatcher:
         self.deliveries: list[dict[str, Any]] = []
         self._seq = 0
         self._wake: asyncio.Event | None = None
+        self._quiet: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
         self._inflight = 0
@@ -96,6 +97,14 @@ class Dispatcher:
         self.deliveries.clear()
         self.chaos = Chaos()
 
+    async def settle(self) -> None:
+        """Wait (up to 10 s) until no delivery is in flight, so old events never arrive after a reset."""
+        if self._quiet is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await self._quiet.wait()
+
     def idle(self) -> bool:
         """True when nothing is queued or being sent."""
         return not self.jobs and self._inflight == 0
@@ -104,6 +113,8 @@ class Dispatcher:
     async def start(self) -> None:
         """Start the delivery task on the running loop."""
         self._wake = asyncio.Event()
+        self._quiet = asyncio.Event()
+        self._quiet.set()
         self._client = httpx.AsyncClient(timeout=self.timeout)
         self._task = asyncio.create_task(self._run())
 
@@ -135,6 +146,8 @@ class Dispatcher:
             for job in due:
                 self.jobs.remove(job)
             self._inflight += len(due)
+            assert self._quiet is not None
+            self._quiet.clear()
             for job in due:
                 try:
                     await self._deliver(job)
@@ -142,6 +155,7 @@ class Dispatcher:
                         await self._deliver(job, duplicate=True)
                 finally:
                     self._inflight -= 1
+            self._quiet.set()
 
     async def _deliver(self, job: _Job, duplicate: bool = False) -> None:
         event = self.store.find(job.event_id)
