@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -88,10 +89,22 @@ def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen[byt
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
+def die_with_parent() -> None:
+    """In a child process (Linux): receive SIGTERM when the parent dies, however it dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def background(args: list[str], ready_url: str, name: str) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `args` as a child process until the block ends; wait until `ready_url` answers."""
-    process = subprocess.Popen(args, cwd=PROJECT_ROOT)  # noqa: S603 (our own interpreter and modules)
+    """Run `args` as a child process until the block ends; wait until `ready_url` answers.
+
+    The child also stops if this process is killed outright (SIGKILL skips the `finally`).
+    """
+    process = subprocess.Popen(args, cwd=PROJECT_ROOT, preexec_fn=die_with_parent)  # noqa: S603
     try:
         wait_for_http(ready_url, process=process)
         logger.info("%s ready at %s", name, ready_url.rsplit("/", 1)[0])
@@ -201,8 +214,15 @@ def prepare(stack: contextlib.ExitStack, env: MutableMapping[str, str]) -> None:
     write_env_file(directory / "devstack.env", env)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Entry point of `make run` (`python -m app.devstack`)."""
+    # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit lets the
+    # ExitStack below stop the stand-ins instead of leaving them running.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("stripe", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -76,7 +76,11 @@ async def live_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     log_path = data_dir / "stack.log"
     with open(log_path, "wb") as log:  # noqa: ASYNC230 (once per session, before the stack starts)
         process = subprocess.Popen(  # noqa: ASYNC220 (started once per session)
-            [sys.executable, "-m", "app.devstack"], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "app.devstack"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=60, process=process)
