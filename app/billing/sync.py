@@ -259,17 +259,21 @@ def payment_status(intent: dict[str, Any], charge: dict[str, Any]) -> str:
 
 
 def _description(intent: dict[str, Any], invoice: dict[str, Any] | None) -> str:
-    if invoice:
-        lines = (invoice.get("lines") or {}).get("data") or []
-        if lines and lines[0].get("description"):
-            return str(lines[0]["description"])
-        if invoice.get("description"):
-            return str(invoice["description"])
+    """What the payment was for: a subscription invoice's first line ("1 × Pro (at $19.00 / month)"),
+    else the PaymentIntent's own description ("Pro — lifetime access"), else the invoice's."""
+    lines = ((invoice or {}).get("lines") or {}).get("data") or []
+    from_subscription = bool(((invoice or {}).get("parent") or {}).get("subscription_details"))
+    if from_subscription and lines and lines[0].get("description"):
+        return str(lines[0]["description"])
     if intent.get("description"):
         return str(intent["description"])
     metadata = intent.get("metadata") or {}
     if metadata.get("plan_name"):
         return f"{metadata['plan_name']} — lifetime access"
+    if lines and lines[0].get("description"):
+        return str(lines[0]["description"])
+    if invoice and invoice.get("description"):
+        return str(invoice["description"])
     return "Payment"
 
 
