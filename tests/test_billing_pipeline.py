@@ -192,6 +192,7 @@ async def test_lifetime_purchase_shows_lifetime_access(
     assert 'data-testid="plan-name">Pro' in account.text
     payment = await PaymentTransaction.objects().first()
     assert payment is not None and payment.status == "succeeded" and payment.amount_cents == 49900
+    assert payment.description == "Pro — lifetime access"
 
 
 async def test_subscriber_is_not_sent_to_a_second_checkout(
