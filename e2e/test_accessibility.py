@@ -61,7 +61,9 @@ async def test_no_serious_or_critical_axe_violations(browser: Browser, site: Sit
         await context.close()
 
 
-@pytest.mark.parametrize("site_page", [p for p in PAGES if p.name in ("plans", "history", "emulator-checkout")], ids=str)
+@pytest.mark.parametrize(
+    "site_page", [p for p in PAGES if p.name in ("plans", "history", "emulator-checkout")], ids=str
+)
 async def test_every_form_control_has_a_label(browser: Browser, site: Site, site_page: SitePage) -> None:
     context, page = await site_page.open(browser, site, viewport={"width": 1280, "height": 860})
     try:

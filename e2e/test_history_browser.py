@@ -45,13 +45,13 @@ async def test_history_shows_each_payment_with_its_badge_and_a_pdf(page: Page, l
     customer = (await emulator.stripe.v1.customers.search_async(params={"query": f"email:'{who}'"})).data[0]
     intents = (await emulator.stripe.v1.payment_intents.list_async(params={"customer": customer.id})).data
     assert len(intents) == 3 and all(i.status == "succeeded" for i in intents), intents
-    first, renewal, lifetime = sorted(intents, key=lambda i: i.created)
+    _first, renewal, lifetime = sorted(intents, key=lambda i: i.created)
     assert lifetime.amount != renewal.amount
     await emulator.stripe.v1.refunds.create_async(params={"payment_intent": lifetime.id})
     await emulator.stripe.v1.refunds.create_async(params={"payment_intent": renewal.id, "amount": 500})
 
     await page.goto(services.url("/billing/history"))
-    await reload_until(page, page.locator(f"tr[data-payment-id]:has-text('Partially refunded')"), "Partially refunded")
+    await reload_until(page, page.locator("tr[data-payment-id]:has-text('Partially refunded')"), "Partially refunded")
     await reload_until(page, page.locator("tbody"), re.compile(r"\bRefunded"))
     await expect(rows).to_have_count(3)
     badges = [b.strip() for b in await rows.locator("[data-label=Status]").all_inner_texts()]

@@ -10,11 +10,17 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from e2e.conftest import screenshot_path
-from e2e.live.services import Services, live_app, reload_until, services  # noqa: F401 (fixtures)
+from e2e.live.services import MODES, Services, reload_until, services_for
 from e2e.pages.app import Toasts
 from e2e.pages.stripe import CARDS
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(params=MODES)
+def services(request: pytest.FixtureRequest) -> Services:
+    return services_for(request)
+
 
 SLOW = 30_000  # ms: a step that waits for Stripe (or the emulator on a busy 2-core machine)
 
@@ -181,7 +187,13 @@ async def test_journey_6_signed_out_every_billing_page_asks_to_sign_in(page: Pag
     await expect(page).to_have_url(re.compile(re.escape(services.url("/"))), timeout=SLOW)
 
     sign_in = re.compile(r"/oauth2/authorize|/authorize|/u/login")
-    for path in ("/account", "/billing/history", "/billing/history.csv", "/portal", "/billing/checkout/success?session_id=cs_x"):
+    for path in (
+        "/account",
+        "/billing/history",
+        "/billing/history.csv",
+        "/portal",
+        "/billing/checkout/success?session_id=cs_x",
+    ):
         await page.goto(services.url("/"))
         await page.goto(services.url(path))
         await expect(page, f"{path} should ask to sign in").to_have_url(sign_in, timeout=SLOW)
@@ -195,7 +207,7 @@ async def test_journey_6_signed_out_every_billing_page_asks_to_sign_in(page: Pag
 
     # The old session cookie no longer signs anyone in.
     await page.context.clear_cookies()
-    await page.context.add_cookies([{**session_cookie}])  # type: ignore[list-item]
+    await page.context.add_cookies([{**session_cookie}])
     await page.goto(services.url("/account"))
     await expect(page).to_have_url(sign_in, timeout=SLOW)
 
@@ -232,11 +244,14 @@ async def test_journey_7_two_people_never_see_each_other(browser: Browser, servi
         assert "Starter" in csvs[0] and "Pro" not in csvs[0], csvs[0]
         assert "Pro" in csvs[1] and "Starter" not in csvs[1], csvs[1]
 
-        for me, other_success, other_return in ((ann, bob_success, portal_returns[1]), (bob, ann_success, portal_returns[0])):
-            response = await me.goto(other_success)
-            assert response is not None and response.status == 404, other_success
-            response = await me.goto(str(other_return))
-            assert response is not None and response.status == 404, other_return
+        for me, other_success, other_return in (
+            (ann, bob_success, portal_returns[1]),
+            (bob, ann_success, portal_returns[0]),
+        ):
+            opened = await me.goto(other_success)
+            assert opened is not None and opened.status == 404, other_success
+            opened = await me.goto(str(other_return))
+            assert opened is not None and opened.status == 404, other_return
             await expect(me.get_by_role("heading", level=1)).not_to_contain_text("Account")
     finally:
         for ctx in contexts:

@@ -25,7 +25,12 @@ OVERFLOWING = """() => [...document.querySelectorAll('body *')]
     .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
     .filter(e => !e.closest('.sr-only'))
     .slice(0, 8)
-    .map(e => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}${e.className && typeof e.className === 'string' ? '.' + e.className.trim().split(/\\s+/).join('.') : ''} right=${Math.round(e.getBoundingClientRect().right)}`)"""
+    .map(e => {
+        const classes = typeof e.className === 'string' && e.className.trim()
+            ? '.' + e.className.trim().split(/\\s+/).join('.') : '';
+        const id = e.id ? '#' + e.id : '';
+        return `${e.tagName.toLowerCase()}${id}${classes} right=${Math.round(e.getBoundingClientRect().right)}`;
+    })"""
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +57,8 @@ async def test_page_fits_a_phone_screen(browser: Browser, site: Site, site_page:
         scroll_width, inner_width = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
         culprits = await page.evaluate(OVERFLOWING)
         assert scroll_width <= inner_width, (
-            f"{site_page.name} ({page.url}) is {scroll_width}px wide on a {inner_width}px screen; sticking out: {culprits}"
+            f"{site_page.name} ({page.url}) is {scroll_width}px wide on a {inner_width}px screen; "
+            f"sticking out: {culprits}"
         )
     finally:
         await context.close()

@@ -12,11 +12,16 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page
 
-from e2e.live.services import Services, live_app, services  # noqa: F401 (fixtures)
+from e2e.live.services import MODES, Services, services_for
 from e2e.test_journeys import test_journey_1_subscribe_change_card_switch_yearly_cancel_and_see_history as journey_1
 from e2e.test_journeys import test_journey_2_lifetime_purchase_shows_lifetime_access as journey_2
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(params=MODES)
+def services(request: pytest.FixtureRequest) -> Services:
+    return services_for(request)
 
 
 @pytest.fixture
@@ -45,9 +50,12 @@ async def test_journey_2_without_javascript(page: Page, offline: Services) -> No
 
 async def _javascript_runs(page: Page, services: Services) -> bool:
     """Whether a page's scripts run: `<noscript>`-free check via a script that edits the title."""
-    await page.route("**/__js_probe", lambda route: route.fulfill(
-        content_type="text/html", body="<title>off</title><script>document.title = 'on'</script>"
-    ))
+    await page.route(
+        "**/__js_probe",
+        lambda route: route.fulfill(
+            content_type="text/html", body="<title>off</title><script>document.title = 'on'</script>"
+        ),
+    )
     await page.goto(services.url("/__js_probe"))
     running = await page.title() == "on"
     await page.unroute("**/__js_probe")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from playwright.async_api import Page, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 
 class Auth0Login:
@@ -17,7 +18,7 @@ class Auth0Login:
         self.username = username
         self.password = password
 
-    async def sign_in_as(self, subject: str = "") -> None:  # noqa: ARG002 (same signature as LocalProviderLogin)
+    async def sign_in_as(self, subject: str = "") -> None:
         await expect(self.page.locator("#username")).to_be_visible(timeout=30_000)
         await self.page.locator("#username").fill(self.username)
         password = self.page.locator("#password")
@@ -31,8 +32,8 @@ class Auth0Login:
         try:
             # First sign-in of a user to a third-party application shows a consent page.
             await consent.click(timeout=3_000)
-        except Exception:  # noqa: BLE001 (no consent page: the usual case)
-            pass
+        except PlaywrightTimeoutError:
+            pass  # no consent page: the usual case
 
     async def deny(self) -> None:
         """Universal Login has no "Deny" on the login page; only the consent page can refuse."""

@@ -10,7 +10,8 @@
   `Auth0Login`, `StripeTestModeCheckout`, `StripeTestModePortal`. Otherwise the live runs are skipped
   with the reason printed.
 
-A journey takes the `services` fixture (parametrised `offline`/`live`) and is written once.
+A journey takes a `services` fixture (parametrised over `MODES`, body `services_for`) and is
+written once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -104,15 +104,15 @@ class Emulator:
             response.raise_for_status()
             return dict(response.json())
 
-    async def wait_until_delivered(self, timeout: float = 30) -> None:
+    async def wait_until_delivered(self, within: float = 30) -> None:
         """Until no delivery is pending (the app acknowledges a webhook once it is stored)."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             state = await self.deliveries()
             if state.get("idle") and not state.get("pending"):
                 return
             await asyncio.sleep(0.2)
-        raise AssertionError(f"webhook deliveries still pending after {timeout} s")
+        raise AssertionError(f"webhook deliveries still pending after {within} s")
 
 
 @dataclass
@@ -193,9 +193,9 @@ class Services:
                     await client.v1.subscriptions.cancel_async(subscription.id)
 
 
-async def reload_until(page: Page, locator: Locator, text: str | re.Pattern[str], timeout: float = 30) -> None:
+async def reload_until(page: Page, locator: Locator, text: str | re.Pattern[str], within: float = 30) -> None:
     """Reload until `locator` contains `text`: for changes a webhook brings after the page was served."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         try:
             await expect(locator).to_contain_text(text, timeout=1_500)
@@ -214,46 +214,55 @@ def _answers(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def live_app() -> Iterator[str]:
-    """The app configured for Stripe test mode and Auth0: an already running one, or started here.
+_live_app_url: list[str] = []
+
+
+def live_app_url(config: pytest.Config) -> str:
+    """The app configured for Stripe test mode and Auth0: an already running one, or started here
+    (once per session, stopped at its end).
 
     Auth0 only redirects to registered callback URLs, so the port is the one of `E2E_BASE_URL` /
     `APP_BASE_URL` (register `<base>/auth/callback` in the Auth0 application).
     """
-    reason = live_skip_reason()
-    if reason:
-        pytest.skip(reason)
+    if _live_app_url:
+        return _live_app_url[0]
     base_url = (os.environ.get("E2E_BASE_URL") or os.environ.get("APP_BASE_URL") or "http://localhost:8000").rstrip("/")
-    if _answers(base_url + "/healthz"):
-        yield base_url
-        return
-    from app.devstack import wait_for_http
+    if not _answers(base_url + "/healthz"):
+        from app.devstack import wait_for_http
 
-    env = {**os.environ, "APP_BASE_URL": base_url, "PORT": str(urlsplit(base_url).port or 80)}
-    process = subprocess.Popen([sys.executable, "-m", "app.devstack"], cwd=PROJECT_ROOT, env=env)  # noqa: S603
-    try:
+        env = {**os.environ, "APP_BASE_URL": base_url, "PORT": str(urlsplit(base_url).port or 80)}
+        process = subprocess.Popen([sys.executable, "-m", "app.devstack"], cwd=PROJECT_ROOT, env=env)
+
+        def stop() -> None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+        config.add_cleanup(stop)
         wait_for_http(base_url + "/healthz", timeout=90, process=process)
-        yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    _live_app_url.append(base_url)
+    return base_url
 
 
-@pytest.fixture(params=["offline", "live"])
-def services(request: pytest.FixtureRequest) -> Iterator[Services]:
-    """Page objects and addresses for the parametrised mode; `live` skips unless configured."""
+MODES = ["offline", "live"]
+
+
+def services_for(request: pytest.FixtureRequest) -> Services:
+    """The body of each test module's `services` fixture (`@pytest.fixture(params=MODES)`).
+
+    `live` is skipped with the reason printed unless the environment selects it.
+    """
     if request.param == "live":
-        base_url = request.getfixturevalue("live_app")
-        yield Services(
+        reason = live_skip_reason()
+        if reason:
+            pytest.skip(reason)
+        return Services(
             mode="live",
-            base_url=base_url,
+            base_url=live_app_url(request.config),
             auth0_username=os.environ["E2E_AUTH0_USERNAME"],
             auth0_password=os.environ["E2E_AUTH0_PASSWORD"],
         )
-        return
     stack = request.getfixturevalue("live_stack")
-    yield Services(mode="offline", base_url=stack.base_url, emulator_api_base=stack.stripe_api_base)
+    return Services(mode="offline", base_url=stack.base_url, emulator_api_base=stack.stripe_api_base)

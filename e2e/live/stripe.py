@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from playwright.async_api import Page, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from e2e.pages.stripe import CARDS
 
@@ -38,13 +39,15 @@ class StripeTestModePortal:
         await self.page.get_by_role("button", name=re.compile(r"^Confirm")).click(timeout=30_000)
 
     async def cancel(self, reason: str = "Too expensive") -> None:
-        await self.page.get_by_role("button", name=re.compile(r"^Cancel (subscription|plan)")).last.click(timeout=30_000)
+        await self.page.get_by_role("button", name=re.compile(r"^Cancel (subscription|plan)")).last.click(
+            timeout=30_000
+        )
         reason_option = self.page.get_by_label(reason)
         try:
             await reason_option.check(timeout=10_000)
             await self.page.get_by_role("button", name=re.compile(r"^(Submit|Cancel)")).last.click()
-        except Exception:  # noqa: BLE001 (the reason survey is optional in the portal configuration)
-            pass
+        except PlaywrightTimeoutError:
+            pass  # the reason survey is optional in the portal configuration
 
     async def return_to_app(self) -> None:
         await self.page.get_by_role("link", name=re.compile(r"^Return to")).first.click()

@@ -137,7 +137,10 @@ async def build_site(browser: Browser, base_url: str, stripe_api_base: str, tag:
     site = Site(base_url=base_url, stripe_api_base=stripe_api_base)
     past_due, page = await _person(browser, site, f"site-pastdue-{tag}")
     await asyncio.gather(
-        _active(browser, site, tag), _lifetime(browser, site, tag), _no_plan(browser, site, tag), _subscribe(page, site, "Starter")
+        _active(browser, site, tag),
+        _lifetime(browser, site, tag),
+        _no_plan(browser, site, tag),
+        _subscribe(page, site, "Starter"),
     )
     # The 0341 card attaches but every charge fails: the renewal 31 days on makes the person past due.
     await AccountPage(page, base_url).open()
