@@ -170,15 +170,16 @@ class Services:
     ) -> str:
         """Sign in, pay for a plan at Checkout, land on the success page; returns its URL."""
         await self.sign_in(page, who)
-        await self.reset_person()
+        await self.reset_person(page)
         await self.plans(page).choose(plan, interval)
         await self.checkout(page).pay(card, email=who)
         await expect(page).to_have_url(re.compile(r"/billing/checkout/success\?session_id=cs_"), timeout=60_000)
         await expect(page.get_by_test_id("subscription-status")).to_contain_text("Active")
         return page.url
 
-    async def reset_person(self) -> None:
-        """Live mode: cancel the Auth0 test user's subscriptions left over from an earlier run.
+    async def reset_person(self, page: Page) -> None:
+        """Live mode: cancel the Auth0 test user's subscriptions left over from an earlier run, then
+        wait until the app has heard of it (webhooks forwarded by `stripe listen`) and open `/plans`.
 
         Offline every journey signs in a new person, so there is nothing to reset.
         """
@@ -191,6 +192,11 @@ class Services:
             for subscription in subscriptions.data:
                 if subscription.status not in ("canceled", "incomplete_expired"):
                     await client.v1.subscriptions.cancel_async(subscription.id)
+        await self.account(page).open()
+        await reload_until(
+            page, page.locator("#billing-summary"), re.compile(r"don't have a plan|ended on|Lifetime"), 60
+        )
+        await self.plans(page).open()
 
 
 async def reload_until(page: Page, locator: Locator, text: str | re.Pattern[str], within: float = 30) -> None:
