@@ -234,22 +234,47 @@ def live_app_url(config: pytest.Config) -> str:
         return _live_app_url[0]
     base_url = (os.environ.get("E2E_BASE_URL") or os.environ.get("APP_BASE_URL") or "http://localhost:8000").rstrip("/")
     if not _answers(base_url + "/healthz"):
-        from app.devstack import wait_for_http
-
-        env = {**os.environ, "APP_BASE_URL": base_url, "PORT": str(urlsplit(base_url).port or 80)}
-        process = subprocess.Popen([sys.executable, "-m", "app.devstack"], cwd=PROJECT_ROOT, env=env)
-
-        def stop() -> None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-        config.add_cleanup(stop)
-        wait_for_http(base_url + "/healthz", timeout=90, process=process)
+        _start_live_app(config, base_url)
     _live_app_url.append(base_url)
     return base_url
+
+
+def _start_live_app(config: pytest.Config, base_url: str) -> None:
+    """`python -m app.devstack` with the real keys, a fresh database and the catalogue pushed.
+
+    The database is `<DATABASE_URL's database>_live`, recreated, so the run never sees the rows of
+    the integration tests; the plans (`plans.toml`) and portal configurations (`portal.toml`) are
+    pushed to the Stripe test-mode account (idempotent) and synced into it.
+    """
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.devstack import wait_for_http
+    from e2e.conftest import _database_url, _recreate_database
+
+    database = urlsplit(os.environ["DATABASE_URL"]).path.lstrip("/") + "_live"
+    with ThreadPoolExecutor(1) as pool:  # a loop of its own: the session's loop may be running
+        pool.submit(asyncio.run, _recreate_database(database)).result()
+    env = {
+        **os.environ,
+        "APP_BASE_URL": base_url,
+        "PORT": str(urlsplit(base_url).port or 80),
+        "DATABASE_URL": _database_url(database),
+        "DATA_DIR": tempfile.mkdtemp(prefix="billing-live-"),
+    }
+    process = subprocess.Popen([sys.executable, "-m", "app.devstack"], cwd=PROJECT_ROOT, env=env)
+
+    def stop() -> None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+    config.add_cleanup(stop)
+    wait_for_http(base_url + "/healthz", timeout=90, process=process)
+    for command in (["plans", "push"], ["portal", "push"]):
+        subprocess.run([sys.executable, "-m", "litestar", "billing", *command], cwd=PROJECT_ROOT, env=env, check=True)
 
 
 MODES = ["offline", "live"]
