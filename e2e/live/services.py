@@ -17,12 +17,13 @@ written once.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
@@ -37,6 +38,8 @@ from e2e.live.stripe import StripeTestModePortal
 from e2e.pages.app import AccountPage, PlansPage
 from e2e.pages.identity import LocalProviderLogin
 from e2e.pages.stripe import CARDS, EmulatorCheckout, EmulatorPortal, StripeTestModeCheckout
+
+_people = itertools.count(1)
 
 LIVE_VARIABLES = ("AUTH0_DOMAIN", "AUTH0_CLIENT_ID", "AUTH0_CLIENT_SECRET", "E2E_AUTH0_USERNAME", "E2E_AUTH0_PASSWORD")
 
@@ -124,7 +127,6 @@ class Services:
     emulator_api_base: str | None = None
     auth0_username: str = ""
     auth0_password: str = ""
-    _counter: list[int] = field(default_factory=lambda: [0])
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -154,10 +156,10 @@ class Services:
         return AccountPage(page, self.base_url)
 
     def person(self, name: str) -> str:
-        """An OpenID subject/e-mail unique to this run (offline); live mode has one Auth0 test user."""
+        """A new OpenID subject/e-mail on each call (offline); live mode has one Auth0 test user."""
         if self.mode == "live":
             return self.auth0_username
-        return f"{name}.{os.getpid()}@example.com"
+        return f"{name}.{os.getpid()}.{next(_people)}@example.com"
 
     # ------------------------------------------------------------------ steps shared by journeys
     async def sign_in(self, page: Page, who: str, next_path: str = "/plans") -> None:
