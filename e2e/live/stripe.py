@@ -31,7 +31,30 @@ class StripeTestModePortal:
         await self.page.get_by_role("button", name=re.compile(r"^(Add|Save|Update)")).last.click()
 
     async def switch_price(self, label: re.Pattern[str]) -> None:
-        await self.page.get_by_text(label).first.click(timeout=30_000)
+        """From the portal homepage or the update flow: pick the plan whose card matches `label`.
+
+        `label` is the emulator's radio label ("Pro … / year"); on Stripe's page the plan is a card
+        with a "Select" button, and yearly prices sit behind a "Yearly" switch.
+        """
+        await expect(self.page.get_by_role("button").first).to_be_visible(timeout=30_000)  # the SPA has rendered
+        update = self.page.get_by_role("link", name=re.compile(r"^Update (plan|subscription)")).or_(
+            self.page.get_by_role("button", name=re.compile(r"^Update (plan|subscription)"))
+        )
+        if await update.count():
+            await update.first.click()
+        if "year" in label.pattern:
+            yearly = self.page.get_by_role("button", name=re.compile(r"^Yearly")).or_(
+                self.page.get_by_role("tab", name=re.compile(r"^Yearly"))
+            )
+            if await yearly.count():
+                await yearly.first.click()
+        plan_name = label.pattern.split(".*")[0]
+        card = (
+            self.page.locator("div")
+            .filter(has_text=plan_name)
+            .filter(has=self.page.get_by_role("button", name="Select"))
+        )
+        await card.last.get_by_role("button", name="Select").click(timeout=30_000)
         await self.page.get_by_role("button", name="Continue").click()
         await self.confirm()
 
