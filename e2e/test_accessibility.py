@@ -4,12 +4,13 @@ forms have labels and status badges are not colour only."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from axe_playwright_python.async_playwright import Axe
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Locator, expect
 
 from e2e.conftest import LiveStack, screenshot_path
 from e2e.pages.site import ACTIVE, PAGES, PAST_DUE, Site, SitePage, build_site
@@ -85,5 +86,31 @@ async def test_status_badge_says_the_status_in_words(browser: Browser, site: Sit
         await expect(badge).to_have_text({ACTIVE: "✓ Active", PAST_DUE: "! Past due"}[person])
         # The icon is decoration; the word is what assistive technology reads.
         await expect(badge.locator("[aria-hidden=true]")).to_have_count(1)
+    finally:
+        await context.close()
+
+
+async def _shown(tooltip: Locator) -> bool:
+    """Whether the visually hidden (1×1, clipped) failure reason is open: Playwright's "visible"
+    counts a clipped 1 px box as visible, so measure it."""
+    box = await tooltip.bounding_box()
+    return box is not None and box["width"] > 2 and box["height"] > 2
+
+
+async def test_failure_reason_is_shown_on_keyboard_focus_and_hover(browser: Browser, site: Site) -> None:
+    history = next(p for p in PAGES if p.name == "history-failed")
+    context, page = await history.open(browser, site)
+    try:
+        badge = page.locator("tr[data-status=failed] .badge-button").first
+        reason = page.locator("tr[data-status=failed] [role=tooltip]").first
+        await expect(badge).to_have_accessible_description(re.compile(r"\S"))
+        assert not await _shown(reason)
+        await badge.focus()
+        assert await _shown(reason), "focusing the Failed badge should open its reason"
+        await page.keyboard.press("Escape")  # WCAG 1.4.13: dismissable without moving focus
+        assert not await _shown(reason), "Escape should close the reason"
+        await badge.blur()
+        await badge.hover()
+        assert await _shown(reason), "hovering the Failed badge should open its reason"
     finally:
         await context.close()

@@ -159,7 +159,7 @@ class Services:
         """A new OpenID subject/e-mail on each call (offline); live mode has one Auth0 test user."""
         if self.mode == "live":
             return self.auth0_username
-        return f"{name}.{os.getpid()}.{next(_people)}@example.com"
+        return f"{name}.{next(_people)}@example.com"  # the stack's database is new each session
 
     # ------------------------------------------------------------------ steps shared by journeys
     async def sign_in(self, page: Page, who: str, next_path: str = "/plans") -> None:

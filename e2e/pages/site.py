@@ -10,7 +10,6 @@ the right person. Offline only: the past-due state needs the Stripe emulator's c
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -89,6 +88,7 @@ PAGES = [
     SitePage("portal", ACTIVE, "/portal", "[data-workflow] button"),
     SitePage("history-empty", NO_PLAN, "/billing/history", ".history-empty"),
     SitePage("history", ACTIVE, "/billing/history", "tbody tr[data-payment-id]"),
+    SitePage("history-failed", PAST_DUE, "/billing/history", "tr[data-status=failed] .badge-button"),
     SitePage("not-found", NO_PLAN, "/no-such-page", ".error-card"),
     SitePage("emulator-checkout", NO_PLAN, marker="#cardNumber", reach=_emulator_checkout),
 ]
@@ -98,7 +98,7 @@ async def _person(browser: Browser, site: Site, name: str) -> tuple[BrowserConte
     context = await browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
     page = await context.new_page()
     await page.goto(site.url("/auth/login?next=/plans"))
-    await LocalProviderLogin(page).sign_in_as(f"{name}.{os.getpid()}@example.com")
+    await LocalProviderLogin(page).sign_in_as(f"{name}@example.com")
     await expect(page).to_have_url(site.url("/plans"), timeout=30_000)
     return context, page
 
