@@ -41,6 +41,10 @@ from e2e.pages.stripe import CARDS, EmulatorCheckout, EmulatorPortal, StripeTest
 
 _people = itertools.count(1)
 
+# Two cores shared with other test runs: an assertion waits up to 15 s (Playwright's default is 5 s)
+# before it fails. Passing runs are not slower; only a failure takes longer to report.
+expect.set_options(timeout=15_000)
+
 LIVE_VARIABLES = ("AUTH0_DOMAIN", "AUTH0_CLIENT_ID", "AUTH0_CLIENT_SECRET", "E2E_AUTH0_USERNAME", "E2E_AUTH0_PASSWORD")
 
 Mode = Literal["offline", "live"]
