@@ -240,6 +240,11 @@ def live_app_url(config: pytest.Config) -> str:
         return _live_app_url[0]
     base_url = (os.environ.get("E2E_BASE_URL") or os.environ.get("APP_BASE_URL") or "http://localhost:8000").rstrip("/")
     if not _answers(base_url + "/healthz"):
+        if not os.environ.get("STRIPE_WEBHOOK_SECRET", "").startswith("whsec_"):
+            pytest.fail(
+                "live mode: set STRIPE_WEBHOOK_SECRET to the whsec_… that "
+                f"`stripe listen --forward-to {base_url}/webhooks/stripe` prints (see docs/QA.md)"
+            )
         _start_live_app(config, base_url)
     _live_app_url.append(base_url)
     return base_url
