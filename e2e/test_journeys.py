@@ -254,6 +254,11 @@ async def test_journey_7_two_people_never_see_each_other(browser: Browser, servi
         assert rows[0] and rows[1] and not rows[0] & rows[1], rows
         assert "Starter" in csvs[0] and "Pro" not in csvs[0], csvs[0]
         assert "Pro" in csvs[1] and "Starter" not in csvs[1], csvs[1]
+        # A made-up pager cursor is refused, never answered with someone's rows.
+        for cursor in ("after=eyJpZCI6MX0", "before=eyJpZCI6MX0.forged"):
+            opened = await ann.goto(services.url(f"/billing/history?{cursor}"))
+            assert opened is not None and opened.status == 400, cursor
+            await expect(ann.locator("tbody tr[data-payment-id]")).to_have_count(0)
 
         for me, other_success, other_return in (
             (ann, bob_success, portal_returns[1]),
