@@ -70,6 +70,8 @@ def settings_env(provider: ScriptedProvider, tmp_path: Path, **extra: str) -> di
         "AUTH0_CLIENT_SECRET": provider.client_secret,
         "STRIPE_SECRET_KEY": "sk_test_unused",
         "STRIPE_WEBHOOK_SECRET": "whsec_unused",
+        # Tests apply events explicitly (`drain`); a polling worker would add stray queries.
+        "EVENT_WORKER": "off",
         **extra,
     }
 
