@@ -5,7 +5,7 @@ UV := $(shell sh scripts/ensure-uv.sh)
 endif
 export UV_LINK_MODE ?= copy
 
-.PHONY: run test lint typecheck pytest sync bootstrap
+.PHONY: run test lint typecheck pytest bootstrap
 
 bootstrap:  ## the locked environment in .venv (uv itself is installed by scripts/ensure-uv.sh if missing)
 	@$(UV) sync --frozen --quiet

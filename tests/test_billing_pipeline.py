@@ -9,46 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
-from app.auth.tables import User
 from app.billing.tables import Customer, PaymentTransaction, StripeEvent, Subscription
 from app.webhooks import service as webhook_service
 from app.webhooks.service import drain, process_next
-from tests.conftest import WEBHOOK_SECRET, sign_in, wait_for_deliveries
+from tests.conftest import WEBHOOK_SECRET
+from tests.support.billing import buy, chaos, checkout_url, settle, signed_in_user
 from tests.support.stripe import event_body, pay_on_checkout_page, sign
 
 Client = httpx.AsyncClient
-
-
-async def settle(emulator_url: str, seconds: float = 15.0) -> None:
-    await wait_for_deliveries(emulator_url, seconds)
-
-
-async def chaos(emulator_url: str, **switches: Any) -> None:
-    async with httpx.AsyncClient(base_url=emulator_url) as http:
-        (await http.post("/_emulator/chaos", json=switches)).raise_for_status()
-
-
-async def signed_in_user(client: Client, oidc_provider: Any, subject: str, verified: bool = True) -> User:
-    oidc_provider.claims_for[subject] = {"email": f"{subject}@example.com", "email_verified": verified, "name": subject}
-    response = await sign_in(client, subject)
-    assert response.status_code == 303
-    user = await User.objects().get(User.subject == subject)
-    assert user is not None
-    return user
-
-
-async def checkout_url(client: Client, price: str) -> str:
-    csrf = client.cookies.get("billing_csrf") or (await client.get("/plans")).cookies.get("billing_csrf")
-    response = await client.post("/billing/checkout", data={"price": price, "_csrf_token": csrf or ""})
-    assert response.status_code == 303, response.text
-    return str(response.headers["location"])
-
-
-async def buy(client: Client, price: str, card: str = "4242424242424242") -> httpx.Response:
-    """Start Checkout in the app and pay on the hosted page; returns the app's success page."""
-    paid = await pay_on_checkout_page(await checkout_url(client, price), card=card)
-    assert paid.status_code == 303, paid.text
-    return await client.get(paid.headers["location"])
 
 
 async def post_event(client: Client, event: dict[str, Any], secret: str = WEBHOOK_SECRET, **kw: Any) -> httpx.Response:

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from tests.test_billing_pipeline import buy, signed_in_user
+from tests.support.billing import buy, signed_in_user
 
 
 async def test_monthly_and_yearly_prices_with_a_plain_query_string(billing_client: httpx.AsyncClient) -> None:

@@ -15,8 +15,8 @@ from app.portal.tables import PortalSession
 from app.settings import Settings
 from app.webhooks.service import drain
 from tests.conftest import sign_in, wait_for_deliveries
+from tests.support.billing import buy, chaos, signed_in_user
 from tests.support.servers import free_port, serve_in_loop, serve_in_thread
-from tests.test_billing_pipeline import buy, chaos, signed_in_user
 
 pytestmark = pytest.mark.usefixtures("portal_configured")
 Client = httpx.AsyncClient

@@ -14,9 +14,8 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
 
-from app.billing.tables import BillingChange, Customer, Plan, Price, Subscription
+from app.billing.tables import LIVE_STATUSES, BillingChange, Customer, Plan, Price, Subscription
 
-LIVE = ("active", "trialing", "past_due", "unpaid", "paused", "incomplete")
 STATUS_WORDS = {
     "active": "Active",
     "trialing": "Trial",
@@ -34,7 +33,7 @@ async def snapshot(user_id: int) -> dict[str, Any]:
     """The person's billing state from the local copy, as JSON-ready data (times as ISO 8601 UTC)."""
     customer = await Customer.objects().get(Customer.user == user_id)
     subs = await Subscription.objects().where(Subscription.user == user_id).order_by(Subscription.id, ascending=False)
-    live = [s for s in subs if s.status in LIVE]
+    live = [s for s in subs if s.status in LIVE_STATUSES]
     sub = live[0] if live else (subs[0] if subs else None)
     plan_label = None
     if sub is not None and sub.price:

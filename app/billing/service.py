@@ -7,15 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.auth.tables import User
-from app.billing.tables import Customer, PaymentTransaction, Plan, Price, Subscription
+from app.billing.tables import LIVE_STATUSES, Customer, PaymentTransaction, Plan, Price, Subscription
 from app.stripe_gateway import StripeGateway
 from piccolo_conf import DB
 
 logger = logging.getLogger(__name__)
 
-# Statuses in which a person already has a plan: a second Checkout would double-bill them.
-LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "paused", "incomplete")
-STATUS_PRIORITY = {s: i for i, s in enumerate(("active", "trialing", "past_due", "unpaid", "paused", "incomplete"))}
+STATUS_PRIORITY = {s: i for i, s in enumerate(LIVE_STATUSES)}
 PAID_STATUSES = ("succeeded", "partially_refunded")
 
 

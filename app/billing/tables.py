@@ -37,6 +37,10 @@ SUBSCRIPTION_STATUSES = (
 )
 
 
+# Statuses in which a subscription gives (or is about to give) a plan; a second Checkout would double-bill.
+LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "paused", "incomplete")
+
+
 class Customer(Table):
     """A user's Stripe Customer, with a summary of its default card."""
 
