@@ -19,7 +19,7 @@ from app.billing.service import CheckoutRefused, account_billing, start_checkout
 from app.billing.sync import sync_customer
 from app.billing.tables import Customer
 from app.stripe_gateway import StripeGateway, StripeNotFound, StripeRequestRejected, StripeUnavailable
-from app.web.errors import error_response
+from app.web.errors import error_response, stripe_failure_response
 from app.web.guards import requires_login
 from app.web.redirects import see_other
 
@@ -51,11 +51,8 @@ class CheckoutController(Controller):
             flash(request, str(exc), category="warning")
             return see_other(request, request.app.route_reverse("account:show"))
         except (StripeUnavailable, StripeRequestRejected) as exc:
-            return error_response(
-                request,
-                502,
-                "We could not reach our payment provider. Nothing was charged; please try again.",
-                reference=exc.request_id,
+            return stripe_failure_response(
+                request, "We could not reach our payment provider. Nothing was charged; please try again.", exc
             )
         return see_other(request, url)
 
@@ -78,11 +75,8 @@ class CheckoutController(Controller):
         except StripeNotFound as exc:
             raise NotFoundException from exc
         except StripeUnavailable as exc:
-            return error_response(
-                request,
-                502,
-                "We could not confirm your payment yet. It is safe to reload this page in a moment.",
-                reference=exc.request_id,
+            return stripe_failure_response(
+                request, "We could not confirm your payment yet. It is safe to reload this page in a moment.", exc
             )
         session_customer = session.get("customer")
         if (

@@ -25,7 +25,7 @@ from app.portal.service import (
     portal_entry_points,
 )
 from app.stripe_gateway import StripeGateway, StripeRequestRejected, StripeUnavailable
-from app.web.errors import error_response
+from app.web.errors import error_response, stripe_failure_response
 from app.web.guards import requires_login
 from app.web.i18n import negotiate_locale
 from app.web.redirects import see_other
@@ -89,11 +89,10 @@ class PortalController(Controller):
         except NoCustomer:
             return Template(template_name="portal/no_customer.html", status_code=409)
         except (StripeUnavailable, StripeRequestRejected) as exc:
-            return error_response(
+            return stripe_failure_response(
                 request,
-                502,
                 "We could not open the billing portal right now. Nothing was changed; please try again in a minute.",
-                reference=exc.request_id or "stripe-unavailable",
+                exc,
             )
         return see_other(request, url)
 
@@ -116,11 +115,8 @@ class PortalController(Controller):
         try:
             summary = await complete_return(stripe_gateway, current_user, ps, locale, timezone)
         except StripeUnavailable as exc:
-            return error_response(
-                request,
-                502,
-                "We could not load your changes from Stripe yet. Reload this page in a moment.",
-                reference=exc.request_id or "stripe-unavailable",
+            return stripe_failure_response(
+                request, "We could not load your changes from Stripe yet. Reload this page in a moment.", exc
             )
         if summary is None:
             raise NotFoundException

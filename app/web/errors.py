@@ -76,6 +76,14 @@ def error_response(
     return Template(template_name="errors/error.html", context=context, status_code=status_code)
 
 
+def stripe_failure_response(request: Request[Any, Any, Any], message: str, exc: Exception) -> Response[Any]:
+    """502 with a friendly `message` when Stripe failed; the reference is Stripe's request id
+    (`req_…`) when there is one, else a fresh id written to the log beside the error."""
+    reference = getattr(exc, "request_id", None) or secrets.token_hex(6)
+    logger.warning("Stripe failure (reference %s) on %s %s: %s", reference, request.method, request.url.path, exc)
+    return error_response(request, 502, message, reference=reference)
+
+
 def login_required_handler(request: Request[Any, Any, Any], _: LoginRequired) -> Response[Any]:
     """303 to `/auth/login?next=<path>`; HTMX requests get `HX-Redirect` so the whole page moves."""
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
