@@ -10,9 +10,11 @@ from app.auth.tables import User
 from app.billing.tables import (
     BillingChange,
     Customer,
+    EventWorkerHeartbeat,
     PaymentTransaction,
     Plan,
     Price,
+    ScheduledTask,
     StripeEvent,
     Subscription,
 )
@@ -32,6 +34,8 @@ APP_CONFIG = AppConfig(
         PortalConfiguration,
         PortalSession,
         BillingChange,
+        EventWorkerHeartbeat,
+        ScheduledTask,
     ],
     migration_dependencies=[],
     commands=[],
