@@ -20,6 +20,7 @@ from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_500_INTERNAL_SERVER_ERROR
 
+from app.db import DATABASE_UNAVAILABLE
 from app.web.guards import LoginRequired
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ MESSAGES = {
     403: "You don't have access to this page.",
     404: "We couldn't find that page. It may have moved, or the link may be wrong.",
     500: "Something went wrong on our side. Please try again in a moment.",
+    503: "We can't reach our database right now. Nothing was lost; please try again in a moment.",
 }
 
 
@@ -126,7 +128,16 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     return error_response(request, HTTP_500_INTERNAL_SERVER_ERROR, MESSAGES[500], reference=reference)
 
 
+def database_unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The database is restarting or a connection died: 503 with `Retry-After`, one log line."""
+    logger.warning("Database unavailable on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    response = error_response(request, 503, MESSAGES[503])
+    response.headers["Retry-After"] = "5"
+    return response
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
+    **{cls: database_unavailable_handler for cls in (*DATABASE_UNAVAILABLE[1:], ConnectionError)},
     LoginRequired: login_required_handler,
     HTTPException: http_exception_handler,
     HTTP_500_INTERNAL_SERVER_ERROR: internal_error_handler,

@@ -9,6 +9,7 @@ from litestar import MediaType, Request, Response, post
 from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_400_BAD_REQUEST
 
+from app.db import retry_if_connection_lost
 from app.stripe_gateway import StripeGateway, WebhookPayloadError, WebhookSignatureError
 from app.webhooks.service import MalformedEvent, record_event, validate_event
 from app.webhooks.worker import EventWorker
@@ -52,7 +53,9 @@ async def stripe_webhook(
     if bool(event.get("livemode")) != stripe_gateway.settings.livemode:
         logger.warning("Refused webhook: livemode=%r does not match the key", event.get("livemode"))
         return Response({"error": "livemode does not match this endpoint's key"}, status_code=HTTP_400_BAD_REQUEST)
-    created = await record_event(event, body)
+    # Idempotent (the event id is unique), so a dead pooled connection is simply retried on a fresh one;
+    # if the database stays away the error handler answers 503 and Stripe delivers again later.
+    created = await retry_if_connection_lost(lambda: record_event(event, body))
     if created:
         worker.wake()
     return Response({"received": True, "duplicate": not created})
