@@ -62,7 +62,11 @@ async def kill_app_connections(database_url: str) -> int:
 
 
 async def mismatches(gateway: Any, subscription_ids: list[str], deleted_customer: str | None) -> list[str]:
-    """Where the local copy differs from Stripe (one line per difference)."""
+    """Where the local copy differs from Stripe (one line per difference).
+
+    The customer deleted at Stripe must have no live plan here: its row deleted with its subscription
+    canceled, or no row at all when it was deleted before it was ever synced.
+    """
     from app.billing.tables import Customer, Subscription
 
     found = []
@@ -74,11 +78,12 @@ async def mismatches(gateway: Any, subscription_ids: list[str], deleted_customer
         have = None
         if local is not None:
             have = (local.status, local.stripe_price_id, local.quantity, local.cancel_at_period_end)
-        if have != want:
+        never_synced = have is None and remote["customer"] == deleted_customer
+        if have != want and not never_synced:
             found.append(f"{sub_id}: local {have} != Stripe {want}")
     if deleted_customer:
         row = await Customer.objects().get(Customer.stripe_customer_id == deleted_customer)
-        if row is None or not row.deleted:
+        if row is not None and not row.deleted:
             found.append(f"{deleted_customer}: deleted at Stripe, not locally")
     return found
 

@@ -524,3 +524,19 @@ async def test_signed_bodies_that_are_not_json_objects_get_a_precise_400(billing
     )
     assert response.status_code == 400 and response.json()["error"].startswith("malformed event: the body is not")
     assert await StripeEvent.count() == 0
+
+
+async def test_a_claim_that_never_reached_its_worker_is_put_back_at_the_next_heartbeat(billing_client: Client) -> None:
+    from app.webhooks.service import claim_next
+    from app.webhooks.worker import release_orphaned_leases
+
+    await post_event(billing_client, customer_event("cus_lost_claim", "evt_lost_claim"))
+    await post_event(billing_client, customer_event("cus_kept_claim", "evt_kept_claim"))
+    lost = await claim_next("worker-a", lease_seconds=120)
+    kept = await claim_next("worker-a", lease_seconds=120)
+    assert lost is not None and kept is not None
+    # The worker only knows about `kept` (the answer to the first claim was lost with its connection).
+    assert await release_orphaned_leases("worker-a", kept.ids) == 1
+    rows = {r.stripe_event_id: r for r in await StripeEvent.objects()}
+    assert rows["evt_lost_claim"].status == "pending" and rows["evt_lost_claim"].attempts == 0
+    assert rows["evt_kept_claim"].status == "processing" and rows["evt_kept_claim"].leased_by == "worker-a"
