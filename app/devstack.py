@@ -73,7 +73,8 @@ def start_embedded_postgres(directory: Path, database: str = "billing") -> str:
 
 
 def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll `url` until it answers (any status below 500).
+    """Poll `url` until it answers (any status below 500, or a 503: `/healthz` says "unhealthy" with
+    a 503 when, say, old events wait in the queue, but the server is up and serving).
 
     Raises:
         RuntimeError: the process exited, or `timeout` seconds passed.
@@ -83,7 +84,7 @@ def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen[byt
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"{' '.join(map(str, process.args))} exited with {process.returncode}")  # type: ignore[arg-type]
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1.0).status_code < 500:
+            if httpx.get(url, timeout=1.0).status_code in (*range(100, 500), 503):
                 return
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
