@@ -347,8 +347,12 @@ async def test_worker_reconciles_undelivered_events_by_itself(
     await user.save()
     # No app listens yet: every delivery fails and Stripe marks the event undelivered.
     created = await gateway.client.v1.customers.create_async(params={"metadata": {"user_id": str(user.id)}})
+    # A price event carries decimal strings (`unit_amount_decimal`), which the SDK reads as Decimal.
+    await gateway.client.v1.prices.create_async(
+        params={"currency": "usd", "unit_amount": 1234, "product_data": {"name": "Lost price"}}
+    )
     deadline = time.monotonic() + 20
-    while not [e async for e in gateway.events(delivery_success=False, type="customer.created")]:
+    while len([e async for e in gateway.events(delivery_success=False)]) < 3:
         assert time.monotonic() < deadline, "the emulator never gave up delivering"
         await asyncio.sleep(0.2)
     reconciling = dataclasses.replace(worker_settings, worker=WorkerSettings(poll_seconds=0.2, reconcile_minutes=5))
@@ -358,6 +362,7 @@ async def test_worker_reconciles_undelivered_events_by_itself(
             return await Customer.exists().where(Customer.stripe_customer_id == created.id)
 
         await eventually(linked, 10, "the undelivered event being stored and applied")
+        assert await StripeEvent.exists().where(StripeEvent.type == "price.created")
     rows = await StripeEvent.raw("SELECT next_run_at - last_run_at AS gap FROM scheduled_task")
     assert rows and rows[0]["gap"] == timedelta(minutes=5), "one run, the next one in five minutes"
 

@@ -412,12 +412,14 @@ async def reconcile_undelivered(gateway: StripeGateway, hours: float = 72) -> tu
     undelivered = [event async for event in gateway.events(delivery_success=False, created={"gte": since})]
     stored = 0
     for event in undelivered:
+        # Listed events carry decimals (`unit_amount_decimal`); JSON keeps them as strings, as Stripe sends them.
+        body = json.dumps(event, default=str).encode()
         try:
-            validate_event(event, json.dumps(event).encode())
+            validate_event(event, body)
         except MalformedEvent as exc:
             logger.warning("Skipping undelivered event %s: %s", event.get("id"), exc)
             continue
-        stored += int(await record_event(event))
+        stored += int(await record_event(event, body))
     return len(undelivered), stored
 
 

@@ -134,7 +134,7 @@ class EventWorker:
             await work
         except Exception as exc:  # e.g. marking the events failed when the database is gone
             self.last_error = f"{type(exc).__name__}: {exc}"
-            logger.warning("%s: %s (the lease returns the events to the queue)", name, self.last_error)
+            logger.warning("%s failed: %s", name, self.last_error)
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._in_flight.discard(task)
