@@ -355,6 +355,7 @@ async def test_worker_reconciles_undelivered_events_by_itself(
     while len([e async for e in gateway.events(delivery_success=False)]) < 3:
         assert time.monotonic() < deadline, "the emulator never gave up delivering"
         await asyncio.sleep(0.2)
+    await settle(gateway.settings.api_base)  # no retry left in flight: only the reconciliation can bring them
     reconciling = dataclasses.replace(worker_settings, worker=WorkerSettings(poll_seconds=0.2, reconcile_minutes=5))
     async with serve_in_loop(create_app(reconciling), app_port):
 
