@@ -22,6 +22,7 @@ from typing import Any
 from app.auth.tables import User
 from app.billing.changes import describe_changes, record_changes, snapshot
 from app.billing.tables import Customer, PaymentTransaction, Plan, Price, Subscription
+from app.billing.upcoming import next_charge_columns, read_next_charge
 from app.stripe_gateway import StripeGateway, StripeNotFound, from_unix
 from piccolo_conf import DB
 
@@ -147,6 +148,7 @@ async def _sync_customer_locked(
         {
             Customer.email: remote.get("email"),
             Customer.name: remote.get("name"),
+            Customer.phone: remote.get("phone"),
             Customer.default_payment_method_id: _id(default_pm),
             Customer.address: remote.get("address"),
             Customer.tax_ids: [
@@ -163,6 +165,8 @@ async def _sync_customer_locked(
     async for sub in gateway.subscriptions_of(stripe_customer_id):
         local_id = await upsert_subscription(sub, customer, read_at=now)
         subscription_ids[sub["id"]] = local_id
+        next_charge = next_charge_columns(await read_next_charge(gateway, sub))  # issue #12: the lead re-wires this
+        await Subscription.update(next_charge).where(Subscription.id == local_id)  # type: ignore[arg-type]
         result.subscriptions.append(sub["id"])
 
     invoices: dict[str, dict[str, Any]] = {}
@@ -214,6 +218,7 @@ async def upsert_subscription(sub: dict[str, Any], customer: Customer, read_at: 
         "default_payment_method_id": _id(sub.get("default_payment_method")),
         "latest_invoice_id": _id(sub.get("latest_invoice")),
         "stripe_created": from_unix(sub.get("created")),
+        "cancellation_feedback": (sub.get("cancellation_details") or {}).get("feedback"),
         "stripe_updated_at": read_at,
     }
     existing = await Subscription.objects().get(Subscription.stripe_subscription_id == sub["id"])

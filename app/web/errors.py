@@ -21,6 +21,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_500_INTERNAL_SERVER_ERROR
 
 from app.web.guards import LoginRequired
+from app.web.htmx import VARY_HX_REQUEST, is_htmx
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +51,6 @@ def _is_machine_route(request: Request[Any, Any, Any]) -> bool:
     return request.url.path.startswith(("/webhooks/", "/healthz"))
 
 
-def _is_htmx(request: Request[Any, Any, Any]) -> bool:
-    return request.headers.get("hx-request") == "true"
-
-
 def error_response(
     request: Request[Any, Any, Any], status_code: int, message: str, reference: str | None = None
 ) -> Response[Any]:
@@ -66,14 +63,14 @@ def error_response(
         "message": message,
         "reference": reference,
     }
-    if _is_htmx(request):
+    if is_htmx(request):
         return Template(
             template_name="errors/_inline.html",
             context=context,
             status_code=status_code,
-            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"},
+            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML", **VARY_HX_REQUEST},
         )
-    return Template(template_name="errors/error.html", context=context, status_code=status_code)
+    return Template(template_name="errors/error.html", context=context, status_code=status_code, headers=VARY_HX_REQUEST)
 
 
 def stripe_failure_response(request: Request[Any, Any, Any], message: str, exc: Exception) -> Response[Any]:
@@ -87,11 +84,11 @@ def stripe_failure_response(request: Request[Any, Any, Any], message: str, exc: 
 def login_required_handler(request: Request[Any, Any, Any], _: LoginRequired) -> Response[Any]:
     """303 to `/auth/login?next=<path>`; HTMX requests get `HX-Redirect` so the whole page moves."""
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    if _is_htmx(request):
+    if is_htmx(request):
         # An HTMX request's URL is a fragment; come back to the page the person was on.
         target = request.headers.get("hx-current-url") or target
     login_url = request.app.route_reverse("auth:login") + "?" + urlencode({"next": target})
-    if _is_htmx(request):
+    if is_htmx(request):
         return ClientRedirect(login_url)
     return Redirect(login_url, status_code=HTTP_303_SEE_OTHER)
 

@@ -416,9 +416,12 @@ class HostedPages:
                 if key in allowed and key in form:
                     params[key] = form[key].strip()
             if "address" in allowed:
-                params["address"] = {
+                address = {
                     k: form.get(k, "").strip() for k in ("line1", "line2", "city", "postal_code", "state", "country")
                 }
+                # Stripe's portal leaves a customer without an address alone when the form stays blank.
+                if any(address.values()) or cust.get("address"):
+                    params["address"] = address
             try:
                 if (
                     params.get("email") is not None
