@@ -136,7 +136,7 @@ def describe_changes(
 
 
 def _from_to(label: str, old: str | None, new: str | None) -> str:
-    """"Billing email: a@x → b@x", "Phone: +1 555 0100" (added), "Tax ID removed (DE123)"."""
+    """ "Billing email: a@x → b@x", "Phone: +1 555 0100" (added), "Tax ID removed (DE123)"."""
     if old and new:
         return f"{label}: {old} → {new}"
     if new:

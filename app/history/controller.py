@@ -96,9 +96,7 @@ class HistoryController(Controller):
         raw = {"status": status or "", "from": date_from or "", "to": to or "", "size": size or ""}
         context: dict[str, Any] = {"raw": raw, "statuses": list(STATUS_FILTERS), "page_sizes": PAGE_SIZES}
         try:
-            filters = parse_filters(
-                status, date_from, to, request_preferences(request).timezone
-            )
+            filters = parse_filters(status, date_from, to, request_preferences(request).timezone)
             page_size = parse_page_size(size)
         except FilterError as exc:
             context.update(errors=exc.errors, filters=HistoryFilters(), page=None)

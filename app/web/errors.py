@@ -70,7 +70,9 @@ def error_response(
             status_code=status_code,
             headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML", **VARY_HX_REQUEST},
         )
-    return Template(template_name="errors/error.html", context=context, status_code=status_code, headers=VARY_HX_REQUEST)
+    return Template(
+        template_name="errors/error.html", context=context, status_code=status_code, headers=VARY_HX_REQUEST
+    )
 
 
 def stripe_failure_response(request: Request[Any, Any, Any], message: str, exc: Exception) -> Response[Any]:
@@ -79,6 +81,35 @@ def stripe_failure_response(request: Request[Any, Any, Any], message: str, exc: 
     reference = getattr(exc, "request_id", None) or secrets.token_hex(6)
     logger.warning("Stripe failure (reference %s) on %s %s: %s", reference, request.method, request.url.path, exc)
     return error_response(request, 502, message, reference=reference)
+
+
+# Stripe's refusals (4xx) that a person can act on, by a phrase of Stripe's message or its error code.
+REFUSAL_MESSAGES = (
+    ("already set to be canceled", "Your subscription is already set to cancel. Use Keep my plan to undo that."),
+    ("canceled subscription", "This subscription has already ended, so it can't be changed any more."),
+    ("resource_missing", "Stripe no longer knows this subscription or customer. Reload the page to see your plan."),
+    ("not enabled in the portal configuration", "That option is switched off for this site. Contact support."),
+)
+
+
+def stripe_refusal_message(exc: Exception) -> str:
+    """What a person should read when Stripe refused a request (4xx): what is wrong, never "try again".
+
+    Known refusals get their own sentence (`REFUSAL_MESSAGES`); others quote Stripe's own message,
+    which is written for the person using the account.
+    """
+    text = f"{exc} {getattr(exc, 'code', '') or ''}"
+    for phrase, message in REFUSAL_MESSAGES:
+        if phrase in text:
+            return message
+    return f"Stripe refused this change: {exc}"
+
+
+def stripe_refusal_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """409 with `stripe_refusal_message`, referencing Stripe's request id, logged."""
+    reference = getattr(exc, "request_id", None) or secrets.token_hex(6)
+    logger.info("Stripe refused (reference %s) %s %s: %s", reference, request.method, request.url.path, exc)
+    return error_response(request, 409, stripe_refusal_message(exc), reference=reference)
 
 
 def login_required_handler(request: Request[Any, Any, Any], _: LoginRequired) -> Response[Any]:
