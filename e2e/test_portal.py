@@ -76,7 +76,7 @@ async def test_update_billing_email(page: Page, live_stack: LiveStack) -> None:
     await EmulatorPortal(page).update_email("new.email@example.com")
     await EmulatorPortal(page).return_to_app()
     await expect(page).to_have_url(live_stack.url("/account"))
-    await Toasts(page).expect("Billing email changed")
+    await Toasts(page).expect("Billing email: old.email@example.com → new.email@example.com")
 
 
 async def test_billing_review_without_changes_says_so(page: Page, live_stack: LiveStack) -> None:
