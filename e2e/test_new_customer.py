@@ -114,7 +114,7 @@ async def test_a_pending_cancellation_offers_keep_my_plan_not_a_second_cancellat
     await subscribe(page, live_stack, f"twice.{secrets.token_hex(3)}@example.com")
     await page.goto(live_stack.url("/portal"))
     await page.get_by_role("button", name="Cancel subscription").click()
-    await EmulatorPortal(page).cancel("Unused")  # a reason Stripe collected
+    await EmulatorPortal(page).cancel("I don't use the service enough")  # a reason Stripe collected
     await expect(page).to_have_url(re.compile(r"/portal/cancelled\?ps=\d+$"))
 
     await page.goto(live_stack.url("/portal"))
@@ -147,13 +147,14 @@ async def test_plans_switch_and_history_filter_swap_with_their_content(page: Pag
     await expect(page).to_have_url(re.compile(r"interval=year"))
     await expect(switch.get_by_role("link", name=re.compile(r"^Yearly"))).to_have_attribute("aria-current", "true")
     await expect(switch.get_by_role("link", name="Monthly")).not_to_have_attribute("aria-current", "true")
-    await expect(page.get_by_test_id("price-pro")).to_contain_text("/ year")
+    await expect(page.locator("[data-plan=pro] .price")).to_contain_text("/ year")
 
     await page.goto(live_stack.url("/billing/history"))
     await page.get_by_label("From").fill("2026-12-01")
     await page.get_by_label("To").fill("2026-11-01")
     await page.get_by_role("button", name="Apply").click()
-    await expect(page.get_by_text("The end date must be on or after the start date.")).to_be_visible()
+    # The error sits next to its field in the swapped form (it used to stay outside the swap).
+    await expect(page.locator("#history-to-error")).to_have_text("The end date must be on or after the start date.")
     await expect(page.get_by_label("To")).to_have_attribute("aria-invalid", "true")
     await expect(page.locator("h1")).to_have_count(1)  # the fragment, not a page inside the page
 
@@ -171,7 +172,9 @@ async def test_pages_that_answered_500_now_say_what_is_wrong(
     await context.add_cookies([{"name": "tz", "value": "Asia/Tokyo", "domain": host, "path": "/"}])
     response = await page.goto(live_stack.url("/billing/history?from=0001-01-01"))
     assert response is not None and response.status == 400
-    await expect(page.get_by_text("Enter a start date between 1970-01-01 and 9998-12-31.")).to_be_visible()
+    await expect(page.locator("#history-from-error")).to_have_text(
+        "Enter a start date between 1970-01-01 and 9998-12-31."
+    )
 
 
 async def test_the_404_page_shows_the_signed_in_person_and_the_csv_has_one_charset(

@@ -352,11 +352,12 @@ async def portal_entry_points(user_id: int) -> dict[str, Any]:
     return {"customer": customer, "subscription": subscription, "lifetime": lifetime}
 
 
+# Stripe's own wording of `cancellation_details.feedback` values in its portal.
 REASON_LABELS = {
     "too_expensive": "It's too expensive",
     "missing_features": "Some features are missing",
-    "switched_service": "I switched to another service",
-    "unused": "I don't use it enough",
+    "switched_service": "I'm switching to a different service",
+    "unused": "I don't use the service enough",
     "customer_service": "Customer service was less than expected",
     "too_complex": "Ease of use was less than expected",
     "low_quality": "Quality was less than expected",
