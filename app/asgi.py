@@ -35,7 +35,7 @@ from app.stripe_gateway import StripeGateway
 from app.web.dependencies import provide_current_user, provide_oidc
 from app.web.errors import EXCEPTION_HANDLERS
 from app.web.health import healthz
-from app.web.pages import home
+from app.web.pages import home, not_found
 from app.web.sessions import rate_limit_store, session_config, session_store
 from app.web.templating import configure_engine
 from app.webhooks.controller import stripe_webhook
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[
             home,
+            not_found,
             healthz,
             AuthController,
             AccountController,

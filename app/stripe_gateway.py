@@ -260,6 +260,37 @@ class StripeGateway:
             max_pages=max_pages,
         )
 
+    async def withdraw_cancellation(self, subscription_id: str) -> dict[str, Any]:
+        """Keep a subscription that was set to cancel at the end of its period: `cancel_at_period_end=false`
+        (https://docs.stripe.com/api/subscriptions/update). Returns the updated Subscription.
+
+        Raises: StripeNotFound, StripeRequestRejected (e.g. the subscription already ended), StripeUnavailable.
+        """
+        return as_dict(
+            await self._call(
+                "subscriptions.update",
+                lambda: self.client.v1.subscriptions.update_async(
+                    subscription_id, params={"cancel_at_period_end": False}
+                ),
+            )
+        )
+
+    async def preview_next_invoice(self, customer_id: str, subscription_id: str) -> dict[str, Any]:
+        """The invoice Stripe would send at the subscription's next renewal, as Stripe computes it now
+        (https://docs.stripe.com/api/invoices/create_preview): `amount_due` in minor units, `currency`,
+        `next_payment_attempt` / `period_end` in Unix seconds.
+
+        Raises: StripeNotFound, StripeRequestRejected (e.g. nothing will be invoiced), StripeUnavailable.
+        """
+        return as_dict(
+            await self._call(
+                "invoices.create_preview",
+                lambda: self.client.v1.invoices.create_preview_async(
+                    params={"customer": customer_id, "subscription": subscription_id}
+                ),
+            )
+        )
+
     # Catalogue — https://docs.stripe.com/api/products, https://docs.stripe.com/api/prices
 
     def products(self) -> AsyncIterator[dict[str, Any]]:

@@ -22,6 +22,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_500_INTERNAL_SERVER_E
 
 from app.db import DATABASE_UNAVAILABLE
 from app.web.guards import LoginRequired
+from app.web.htmx import VARY_HX_REQUEST, is_htmx
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +53,6 @@ def _is_machine_route(request: Request[Any, Any, Any]) -> bool:
     return request.url.path.startswith(("/webhooks/", "/healthz"))
 
 
-def _is_htmx(request: Request[Any, Any, Any]) -> bool:
-    return request.headers.get("hx-request") == "true"
-
-
 def error_response(
     request: Request[Any, Any, Any], status_code: int, message: str, reference: str | None = None
 ) -> Response[Any]:
@@ -68,14 +65,16 @@ def error_response(
         "message": message,
         "reference": reference,
     }
-    if _is_htmx(request):
+    if is_htmx(request):
         return Template(
             template_name="errors/_inline.html",
             context=context,
             status_code=status_code,
-            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"},
+            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML", **VARY_HX_REQUEST},
         )
-    return Template(template_name="errors/error.html", context=context, status_code=status_code)
+    return Template(
+        template_name="errors/error.html", context=context, status_code=status_code, headers=VARY_HX_REQUEST
+    )
 
 
 def stripe_failure_response(request: Request[Any, Any, Any], message: str, exc: Exception) -> Response[Any]:
@@ -86,14 +85,43 @@ def stripe_failure_response(request: Request[Any, Any, Any], message: str, exc: 
     return error_response(request, 502, message, reference=reference)
 
 
+# Stripe's refusals (4xx) that a person can act on, by a phrase of Stripe's message or its error code.
+REFUSAL_MESSAGES = (
+    ("already set to be canceled", "Your subscription is already set to cancel. Use Keep my plan to undo that."),
+    ("canceled subscription", "This subscription has already ended, so it can't be changed any more."),
+    ("resource_missing", "Stripe no longer knows this subscription or customer. Reload the page to see your plan."),
+    ("not enabled in the portal configuration", "That option is switched off for this site. Contact support."),
+)
+
+
+def stripe_refusal_message(exc: Exception) -> str:
+    """What a person should read when Stripe refused a request (4xx): what is wrong, never "try again".
+
+    Known refusals get their own sentence (`REFUSAL_MESSAGES`); others quote Stripe's own message,
+    which is written for the person using the account.
+    """
+    text = f"{exc} {getattr(exc, 'code', '') or ''}"
+    for phrase, message in REFUSAL_MESSAGES:
+        if phrase in text:
+            return message
+    return f"Stripe refused this change: {exc}"
+
+
+def stripe_refusal_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """409 with `stripe_refusal_message`, referencing Stripe's request id, logged."""
+    reference = getattr(exc, "request_id", None) or secrets.token_hex(6)
+    logger.info("Stripe refused (reference %s) %s %s: %s", reference, request.method, request.url.path, exc)
+    return error_response(request, 409, stripe_refusal_message(exc), reference=reference)
+
+
 def login_required_handler(request: Request[Any, Any, Any], _: LoginRequired) -> Response[Any]:
     """303 to `/auth/login?next=<path>`; HTMX requests get `HX-Redirect` so the whole page moves."""
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    if _is_htmx(request):
+    if is_htmx(request):
         # An HTMX request's URL is a fragment; come back to the page the person was on.
         target = request.headers.get("hx-current-url") or target
     login_url = request.app.route_reverse("auth:login") + "?" + urlencode({"next": target})
-    if _is_htmx(request):
+    if is_htmx(request):
         return ClientRedirect(login_url)
     return Redirect(login_url, status_code=HTTP_303_SEE_OTHER)
 

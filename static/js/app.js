@@ -15,7 +15,9 @@
     if (!button) return;
     form.setAttribute("aria-busy", "true");
     button.disabled = true;
-    button.textContent = button.getAttribute("data-busy");
+    // Keep the icon and the spinner (shown by CSS while the form is busy); change only the words.
+    var label = button.querySelector(".button-label") || button;
+    label.textContent = button.getAttribute("data-busy");
   });
   // Toasts fade out after a while; keep errors until dismissed by navigation.
   document.addEventListener("htmx:afterSwap", function () {
