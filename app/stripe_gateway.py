@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 
 import stripe
 
+from app import metrics
 from app.settings import StripeSettings
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,16 @@ class StripeGateway:
         )
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        started = time.perf_counter()
+        try:
+            return await self._mapped(what, call)
+        except StripeGatewayError as exc:
+            metrics.STRIPE_REQUEST_ERRORS.labels(operation=what, kind=type(exc).__name__).inc()
+            raise
+        finally:
+            metrics.STRIPE_REQUEST_SECONDS.labels(operation=what).observe(time.perf_counter() - started)
+
+    async def _mapped(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
             return await call()
         except stripe.CardError as exc:
@@ -102,18 +113,43 @@ class StripeGateway:
                 exc.user_message or "The card was declined.", request_id=exc.request_id, code=exc.code
             ) from exc
         except stripe.RateLimitError as exc:
-            logger.warning("Stripe rate limit on %s (request %s)", what, exc.request_id)
+            logger.warning(
+                "Stripe rate limit on %s (request %s)",
+                what,
+                exc.request_id,
+                extra={"stripe_request_id": exc.request_id},
+            )
             raise StripeRateLimited("Stripe is rate limiting requests.", request_id=exc.request_id) from exc
         except stripe.InvalidRequestError as exc:
-            logger.warning("Stripe refused %s: %s %s (request %s)", what, exc.code, exc.user_message, exc.request_id)
+            logger.warning(
+                "Stripe refused %s: %s %s (request %s)",
+                what,
+                exc.code,
+                exc.user_message,
+                exc.request_id,
+                extra={"stripe_request_id": exc.request_id},
+            )
             error_cls = StripeNotFound if exc.code == "resource_missing" else StripeRequestRejected
             raise error_cls(str(exc.user_message or exc), request_id=exc.request_id, code=exc.code) from exc
         except (stripe.APIConnectionError, stripe.APIError) as exc:
-            logger.error("Stripe unavailable during %s: %s (request %s)", what, exc, exc.request_id)
+            logger.error(
+                "Stripe unavailable during %s: %s (request %s)",
+                what,
+                exc,
+                exc.request_id,
+                extra={"stripe_request_id": exc.request_id},
+            )
             raise StripeUnavailable("Stripe did not answer.", request_id=exc.request_id) from exc
         except stripe.StripeError as exc:
             status = exc.http_status or 0
-            logger.error("Stripe error during %s: %s (status %s, request %s)", what, exc, status, exc.request_id)
+            logger.error(
+                "Stripe error during %s: %s (status %s, request %s)",
+                what,
+                exc,
+                status,
+                exc.request_id,
+                extra={"stripe_request_id": exc.request_id},
+            )
             if status >= 500 or status == 0:
                 raise StripeUnavailable("Stripe did not answer.", request_id=exc.request_id) from exc
             raise StripeRequestRejected(str(exc.user_message or exc), request_id=exc.request_id) from exc

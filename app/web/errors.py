@@ -3,7 +3,7 @@
 Registered in `app.asgi.create_app`. Pages get `templates/errors/error.html`; HTMX requests get
 `templates/errors/_inline.html` retargeted to the flash area (htmx is configured in `base.html`
 to swap error responses); `/webhooks/` and `/healthz` get JSON. Unexpected errors are logged with
-a short reference id that the page shows, so support can find the log line without the page
+the request id (every log line of the request carries it) that the page shows, so support can find the log line without the page
 revealing anything.
 """
 
@@ -21,6 +21,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_500_INTERNAL_SERVER_ERROR
 
 from app.web.guards import LoginRequired
+from app.web.security import request_id_of
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def error_response(
         "title": TITLES.get(status_code, "Something went wrong"),
         "message": message,
         "reference": reference,
+        "request_id": request_id_of(request.scope),
     }
     if _is_htmx(request):
         return Template(
@@ -120,8 +122,8 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """Unexpected errors: logged with a reference id; the page shows only that id."""
-    reference = secrets.token_hex(6)
+    """Unexpected errors: logged with the request id as reference; the page shows only that id."""
+    reference = request_id_of(request.scope) or secrets.token_hex(6)
     logger.exception("Unhandled error (reference %s) on %s %s", reference, request.method, request.url.path)
     return error_response(request, HTTP_500_INTERNAL_SERVER_ERROR, MESSAGES[500], reference=reference)
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 
+from app.metrics import WORKER_ITERATIONS
 from app.stripe_gateway import StripeGateway
 from app.webhooks.service import process_next
 
@@ -35,6 +36,7 @@ class EventWorker:
     async def run(self) -> None:
         """Apply due events until `stop()`; sleeps `poll_seconds` when there is nothing to do."""
         while not self._stop.is_set():
+            WORKER_ITERATIONS.inc()
             try:
                 handled = await process_next(self.gateway)
             except Exception:  # e.g. the database is restarting: keep the worker alive
