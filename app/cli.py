@@ -25,15 +25,24 @@ T = TypeVar("T")
 console = Console()
 
 
-def _run(main: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
-    """Run `main(gateway)` with settings from the environment; clear errors instead of tracebacks."""
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _run(main: Callable[[Any], Coroutine[Any, Any, T]], *, writes_to_stripe: bool = False, yes: bool = False) -> T:
+    """Run `main(gateway)` with settings from the environment; clear errors instead of tracebacks.
+
+    With a live key, a command that writes to Stripe (`writes_to_stripe`) asks first unless `yes`.
+    """
     from app.stripe_gateway import StripeGateway, StripeGatewayError
 
     logging.basicConfig(level=logging.WARNING)
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = _settings()
+    if writes_to_stripe and settings.stripe.livemode and not yes:
+        click.confirm("This writes to your LIVE Stripe account. Continue?", abort=True)
     try:
         return asyncio.run(main(StripeGateway(settings.stripe)))
     except StripeGatewayError as exc:
@@ -50,9 +59,13 @@ def plans() -> None:
     """Plan commands."""
 
 
+YES = click.option("--yes", is_flag=True, help="With a live key, do not ask before writing to Stripe.")
+
+
 @plans.command(name="push", help="Create or update the catalogue's Products and Prices in Stripe, then sync locally.")
 @click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
-def plans_push(path: Path | None) -> None:
+@YES
+def plans_push(path: Path | None, yes: bool) -> None:
     """Push `plans.toml` to Stripe (idempotent) and sync the local `plan`/`price` tables."""
     from app.billing.sync import sync_catalog
     from app.plans.catalog import DEFAULT_CATALOG, CatalogError, load_catalog, push_catalog
@@ -69,7 +82,7 @@ def plans_push(path: Path | None) -> None:
             console.print(f"  {action}")
         console.print(f"Synced {plans_count} plans and {prices_count} prices.")
 
-    _run(main)
+    _run(main, writes_to_stripe=True, yes=yes)
 
 
 @billing.group(name="portal", help="Customer Portal configurations (portal.toml).")
@@ -79,7 +92,8 @@ def portal() -> None:
 
 @portal.command(name="push", help="Create or update one Billing Portal Configuration per workflow.")
 @click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
-def portal_push(path: Path | None) -> None:
+@YES
+def portal_push(path: Path | None, yes: bool) -> None:
     """Push `portal.toml` to Stripe (idempotent) and remember the configuration ids locally."""
     from app.portal.service import DEFAULT_PORTAL_FILE, load_portal_spec, push_portal
 
@@ -92,7 +106,7 @@ def portal_push(path: Path | None) -> None:
         for action in await push_portal(gateway, spec):
             console.print(f"  {action}")
 
-    _run(main)
+    _run(main, writes_to_stripe=True, yes=yes)
 
 
 @billing.command(name="sync", help="Backfill the local copy from Stripe: the catalogue and every customer, or one.")
@@ -167,6 +181,105 @@ def events_reconcile(hours: int) -> None:
         console.print(f"{found} undelivered event(s) at Stripe, {stored} were missing and stored, {handled} applied.")
 
     _run(main)
+
+
+@events.command(name="list", help="List stored events by status (newest first).")
+@click.option(
+    "--status",
+    default="failed",
+    show_default=True,
+    type=click.Choice(["pending", "processing", "failed", "dead", "processed", "ignored"]),
+)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+def events_list(status: str, limit: int) -> None:
+    """One row per event: id, type, customer, attempts, next attempt, last error."""
+    from rich.table import Table
+
+    from app.billing.tables import StripeEvent
+
+    async def main(gateway: Any) -> None:
+        rows = (
+            await StripeEvent.select(
+                StripeEvent.stripe_event_id,
+                StripeEvent.type,
+                StripeEvent.stripe_customer_id,
+                StripeEvent.attempts,
+                StripeEvent.next_attempt_at,
+                StripeEvent.last_error,
+            )
+            .where(StripeEvent.status == status)
+            .order_by(StripeEvent.received_at, ascending=False)
+            .limit(limit)
+        )
+        if not rows:
+            console.print(f"No {status} events.")
+            return
+        table = Table("event", "type", "customer", "attempts", "next attempt (UTC)", "last error")
+        for row in rows:
+            next_at = row["next_attempt_at"].strftime("%Y-%m-%d %H:%M:%S") if row["next_attempt_at"] else "-"
+            error = (row["last_error"] or "")[:80]
+            customer = row["stripe_customer_id"] or "-"
+            table.add_row(row["stripe_event_id"], row["type"], customer, str(row["attempts"]), next_at, error)
+        console.print(table)
+        console.print(f"{len(rows)} {status} event(s).")
+
+    _run(main)
+
+
+@billing.group(name="webhook", help="The Stripe webhook endpoint of this app.")
+def webhook() -> None:
+    """Webhook endpoint commands."""
+
+
+@webhook.command(
+    name="create",
+    help="Create the endpoint for APP_BASE_URL/webhooks/stripe with the event types the app handles and the "
+    "pinned API version; print its signing secret once.",
+)
+@click.option("--dry-run", is_flag=True, help="Only say what would be done.")
+@YES
+def webhook_create(dry_run: bool, yes: bool) -> None:
+    """Create (or correct the event types of) the webhook endpoint; the secret is shown only on creation."""
+    from app.webhooks.endpoint import ENABLED_EVENTS, plan_endpoint
+
+    settings = _settings()
+
+    async def main(gateway: Any) -> None:
+        plan = plan_endpoint([e async for e in gateway.webhook_endpoints()], settings.app.base_url)
+        console.print(("Would: " if dry_run else "") + plan.describe())
+        if dry_run or plan.action in {"ok", "recreate"}:
+            if plan.action == "recreate":
+                raise click.ClickException("the endpoint's API version cannot be changed")
+            return
+        if plan.action == "update":
+            assert plan.endpoint is not None
+            await gateway.update_webhook_endpoint(plan.endpoint["id"], ENABLED_EVENTS)
+            console.print(f"Updated {plan.endpoint['id']}: {len(ENABLED_EVENTS)} event types.")
+            return
+        created = await gateway.create_webhook_endpoint(plan.url, ENABLED_EVENTS)
+        console.print(f"Created {created['id']} for {plan.url}.")
+        console.print("Signing secret (shown once; set it as STRIPE_WEBHOOK_SECRET):")
+        click.echo(created["secret"])
+
+    _run(main, writes_to_stripe=not dry_run, yes=yes)
+
+
+@billing.command(name="doctor", help="Check the deployment: one line per check, non-zero exit on a problem.")
+@click.option("--max-due-seconds", default=300, show_default=True, help="Oldest due event allowed (worker alive).")
+def doctor(max_due_seconds: int) -> None:
+    """Key mode, webhook endpoint, portal configurations, migrations, event worker."""
+    settings = _settings()
+
+    async def main(gateway: Any) -> list[tuple[bool, str, str]]:
+        from app.doctor import run_checks
+
+        return await run_checks(settings, gateway, max_due_seconds=max_due_seconds)
+
+    results = _run(main)
+    for ok, name, detail in results:
+        console.print(f"[{'green' if ok else 'red'}]{'ok  ' if ok else 'FAIL'}[/] {name}: {detail}", highlight=False)
+    if not all(ok for ok, _, _ in results):
+        raise SystemExit(1)
 
 
 @billing.command(name="worker", help="Apply stored events continuously (run any number of these).")

@@ -380,6 +380,40 @@ class StripeGateway:
             max_pages=30,
         )
 
+    # Webhook endpoints — https://docs.stripe.com/api/webhook_endpoints
+
+    def webhook_endpoints(self) -> AsyncIterator[dict[str, Any]]:
+        """https://docs.stripe.com/api/webhook_endpoints/list (every endpoint of the account)."""
+        return self._list_all(
+            "webhook_endpoints.list",
+            lambda p: self.client.v1.webhook_endpoints.list_async(params=p),  # type: ignore[arg-type]
+            {},
+            max_pages=5,
+        )
+
+    async def create_webhook_endpoint(self, url: str, enabled_events: list[str]) -> dict[str, Any]:
+        """https://docs.stripe.com/api/webhook_endpoints/create, pinned to this app's `API_VERSION`.
+
+        The response is the only time Stripe reveals the endpoint's signing `secret` (`whsec_…`).
+        """
+        params = {"url": url, "enabled_events": enabled_events, "api_version": API_VERSION}
+        return as_dict(
+            await self._call(
+                "webhook_endpoints.create",
+                lambda: self.client.v1.webhook_endpoints.create_async(params=params),  # type: ignore[arg-type]
+            )
+        )
+
+    async def update_webhook_endpoint(self, endpoint_id: str, enabled_events: list[str]) -> dict[str, Any]:
+        """https://docs.stripe.com/api/webhook_endpoints/update (the event types; the version cannot change)."""
+        params = {"enabled_events": enabled_events}
+        return as_dict(
+            await self._call(
+                "webhook_endpoints.update",
+                lambda: self.client.v1.webhook_endpoints.update_async(endpoint_id, params=params),  # type: ignore[arg-type]
+            )
+        )
+
     # Webhooks — https://docs.stripe.com/webhooks#verify-manually
 
     def verify_webhook(self, payload: bytes, signature_header: str | None, now: float | None = None) -> dict[str, Any]:

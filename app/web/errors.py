@@ -2,9 +2,9 @@
 
 Registered in `app.asgi.create_app`. Pages get `templates/errors/error.html`; HTMX requests get
 `templates/errors/_inline.html` retargeted to the flash area (htmx is configured in `base.html`
-to swap error responses); `/webhooks/` and `/healthz` get JSON. Unexpected errors are logged with
-the request id (every log line of the request carries it) that the page shows, so support can find the log line without the page
-revealing anything.
+to swap error responses); `/webhooks/` and `/healthz` get JSON. Every error page shows the request
+id that each log line of the request carries; unexpected errors use it as their reference, so
+support can find the log lines without the page revealing anything.
 """
 
 from __future__ import annotations
