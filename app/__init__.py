@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from litestar import Litestar
+
+# Piccolo warns at import that the `user` table name is a reserved word; it is quoted everywhere.
+warnings.filterwarnings("ignore", "We recommend giving your table a different name", UserWarning)
 
 
 def _running_billing_command(argv: list[str]) -> bool:

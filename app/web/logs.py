@@ -28,6 +28,7 @@ _SECRET_KEYS = {"authorization", "cookie", "password", "secret", "session_secret
 
 def redact_secrets(_: Any, __: str, event_dict: EventDict) -> EventDict:
     """structlog processor: mask Stripe keys, webhook secrets and bearer tokens; drop secret-named fields."""
+    event_dict.pop("color_message", None)  # uvicorn's duplicate of the message with terminal colours
     for key, value in list(event_dict.items()):
         if key.lower() in _SECRET_KEYS:
             event_dict[key] = "[redacted]"
