@@ -193,8 +193,6 @@ def events_reconcile(hours: int) -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 def events_list(status: str, limit: int) -> None:
     """One row per event: id, type, customer, attempts, next attempt, last error."""
-    from rich.table import Table
-
     from app.billing.tables import StripeEvent
 
     async def main(gateway: Any) -> None:
@@ -214,13 +212,13 @@ def events_list(status: str, limit: int) -> None:
         if not rows:
             console.print(f"No {status} events.")
             return
-        table = Table("event", "type", "customer", "attempts", "next attempt (UTC)", "last error")
+        # Tab-separated, one event per line: readable in a terminal, easy to grep or cut.
+        click.echo("\t".join(("event", "type", "customer", "attempts", "next_attempt_utc", "last_error")))
         for row in rows:
-            next_at = row["next_attempt_at"].strftime("%Y-%m-%d %H:%M:%S") if row["next_attempt_at"] else "-"
-            error = (row["last_error"] or "")[:80]
-            customer = row["stripe_customer_id"] or "-"
-            table.add_row(row["stripe_event_id"], row["type"], customer, str(row["attempts"]), next_at, error)
-        console.print(table)
+            next_at = row["next_attempt_at"].strftime("%Y-%m-%dT%H:%M:%SZ") if row["next_attempt_at"] else "-"
+            error = " ".join((row["last_error"] or "-").split())[:200]
+            fields = (row["stripe_event_id"], row["type"], row["stripe_customer_id"] or "-", str(row["attempts"]))
+            click.echo("\t".join((*fields, next_at, error)))
         console.print(f"{len(rows)} {status} event(s).")
 
     _run(main)
@@ -246,7 +244,7 @@ def webhook_create(dry_run: bool, yes: bool) -> None:
 
     async def main(gateway: Any) -> None:
         plan = plan_endpoint([e async for e in gateway.webhook_endpoints()], settings.app.base_url)
-        console.print(("Would: " if dry_run else "") + plan.describe())
+        click.echo(("Would: " if dry_run else "") + plan.describe())
         if dry_run or plan.action in {"ok", "recreate"}:
             if plan.action == "recreate":
                 raise click.ClickException("the endpoint's API version cannot be changed")
@@ -277,7 +275,8 @@ def doctor(max_due_seconds: int) -> None:
 
     results = _run(main)
     for ok, name, detail in results:
-        console.print(f"[{'green' if ok else 'red'}]{'ok  ' if ok else 'FAIL'}[/] {name}: {detail}", highlight=False)
+        # Plain lines (no wrapping) so the output can be grepped and read in a deployment log.
+        click.echo(f"{click.style('ok  ' if ok else 'FAIL', fg='green' if ok else 'red')} {name}: {detail}")
     if not all(ok for ok, _, _ in results):
         raise SystemExit(1)
 
