@@ -164,3 +164,30 @@ def test_production_refuses_unsafe_settings(change: dict[str, str], named: str) 
     assert any(named in problem for problem in production_problems(settings))
     with pytest.raises(SettingsError, match="Refusing to start in production"):
         create_app(settings)
+
+
+@pytest.mark.parametrize(
+    ("trusted_proxies", "forwarded_for", "status"),
+    [
+        ("", None, 403),  # the test client's own address is not Stripe's
+        ("", "3.18.12.63", 403),  # a forwarded header from an untrusted peer is ignored
+        ("127.0.0.1", "3.18.12.63", 400),  # through a trusted proxy from Stripe: on to the signature check
+        ("127.0.0.1", "203.0.113.9", 403),
+    ],
+)
+async def test_webhook_source_allowlist_honours_only_trusted_proxies(
+    oidc_provider: ScriptedProvider,
+    tmp_path: Path,
+    db: None,
+    trusted_proxies: str,
+    forwarded_for: str | None,
+    status: int,
+) -> None:
+    port = free_port()
+    env = settings_env(oidc_provider, tmp_path, WEBHOOK_SOURCE_ALLOWLIST="on", TRUSTED_PROXIES=trusted_proxies)
+    headers = {"stripe-signature": "t=1,v1=00"} | ({"x-forwarded-for": forwarded_for} if forwarded_for else {})
+    # As scripts/serve runs it: the server's own proxy-header handling off, the app's in charge.
+    async with serve_in_loop(create_app(Settings.from_env(env)), port, proxy_headers=False) as base_url:
+        async with httpx.AsyncClient(base_url=base_url) as http:
+            response = await http.post("/webhooks/stripe", content=b"{}", headers=headers)
+    assert response.status_code == status, response.text
