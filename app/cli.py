@@ -32,15 +32,27 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from exc
 
 
-def _run(main: Callable[[Any], Coroutine[Any, Any, T]], *, writes_to_stripe: bool = False, yes: bool = False) -> T:
+def _run(
+    main: Callable[[Any], Coroutine[Any, Any, T]],
+    *,
+    writes_to_stripe: bool = False,
+    yes: bool = False,
+    service_logs: bool = False,
+) -> T:
     """Run `main(gateway)` with settings from the environment; clear errors instead of tracebacks.
 
     With a live key, a command that writes to Stripe (`writes_to_stripe`) asks first unless `yes`.
+    `service_logs`: log like the web processes (structlog, `LOG_LEVEL`, JSON in production) for
+    long-running commands; one-shot commands only show warnings.
     """
     from app.stripe_gateway import StripeGateway, StripeGatewayError
 
     logging.basicConfig(level=logging.WARNING)
     settings = _settings()
+    if service_logs:
+        from app.web.logs import configure_logging
+
+        configure_logging(settings.app)
     if writes_to_stripe and settings.stripe.livemode and not yes:
         click.confirm("This writes to your LIVE Stripe account. Continue?", abort=True)
     try:
@@ -292,7 +304,7 @@ def worker(poll: float) -> None:
         await EventWorker(gateway, poll_seconds=poll).run()
 
     try:
-        _run(main)
+        _run(main, service_logs=True)
     except KeyboardInterrupt:
         console.print("Stopped.")
 
