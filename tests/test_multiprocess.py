@@ -247,19 +247,21 @@ async def test_a_journey_alternating_between_two_web_processes(
     assert blocked == [], "the CSP blocked nothing on the way"
 
 
-async def test_a_webhook_burst_is_stored_once_and_applied_once(stack: Stack) -> None:
-    (customer,) = await fetch(stack, "SELECT stripe_customer_id FROM customer")
-    customer_id = customer["stripe_customer_id"]
+async def test_a_webhook_burst_is_stored_once_and_applied_once(stack: Stack, browser_name: str) -> None:
+    # `browser_name` (unused) gives this test the journey's [chromium] parameter, so pytest keeps the
+    # two tests together and the module's processes start only once.
+    products = await fetch(stack, "SELECT stripe_product_id FROM plan")
+    product_id = products[0]["stripe_product_id"] if products else "prod_burst"
     before = {r["stripe_event_id"] for r in await fetch(stack, "SELECT stripe_event_id FROM stripe_event")}
     events = [
         {
             "id": f"evt_burst_{i:03d}_{secrets.token_hex(4)}",
             "object": "event",
-            "type": "customer.updated",
+            "type": "product.updated",
             "api_version": "2026-10-28.endive",
             "created": int(time.time()),
             "livemode": False,
-            "data": {"object": {"id": customer_id, "object": "customer"}},
+            "data": {"object": {"id": product_id, "object": "product"}},
         }
         for i in range(60)
     ]
