@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import resource
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -144,17 +144,23 @@ async def test_events_list_shows_failed_events(operator: CliRunner) -> None:
     assert "evt_pending_one" not in result.output and "1 failed event(s)." in result.output
 
 
+def child_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def test_help_works_without_settings_and_starts_quickly() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "AUTH0_", "OIDC_", "SESSION_"))}
-    timings = []
+    cpu_seconds = []
     for args in (["billing", "--help"], ["billing", "webhook", "create", "--help"], ["billing", "doctor", "--help"]):
-        started = time.perf_counter()
+        before = child_cpu_seconds()
         result = subprocess.run([LITESTAR, *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
-        timings.append(time.perf_counter() - started)
+        cpu_seconds.append(child_cpu_seconds() - before)
         assert result.returncode == 0, result.stderr
         assert "Traceback" not in result.stderr and "Usage: litestar billing" in result.stdout
-    # Under 2 s on a developer machine; the best of three keeps a busy CI box from failing it.
-    assert min(timings) < 2.0, timings
+    # CPU time, not wall time: on an idle machine they are the same (about 1 s here), while a CI box
+    # shared with other jobs stretches only the wall clock.
+    assert max(cpu_seconds) < 2.0, cpu_seconds
 
 
 def test_a_command_without_settings_names_what_is_missing() -> None:
