@@ -2,9 +2,9 @@
 
 Registered in `app.asgi.create_app`. Pages get `templates/errors/error.html`; HTMX requests get
 `templates/errors/_inline.html` retargeted to the flash area (htmx is configured in `base.html`
-to swap error responses); `/webhooks/` and `/healthz` get JSON. Unexpected errors are logged with
-a short reference id that the page shows, so support can find the log line without the page
-revealing anything.
+to swap error responses); `/webhooks/` and `/healthz` get JSON. Every error page shows the request
+id that each log line of the request carries; unexpected errors use it as their reference, so
+support can find the log lines without the page revealing anything.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_500_INTERNAL_SERVER_E
 from app.db import DATABASE_UNAVAILABLE
 from app.web.guards import LoginRequired
 from app.web.htmx import VARY_HX_REQUEST, is_htmx
+from app.web.security import request_id_of
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def error_response(
         "title": TITLES.get(status_code, "Something went wrong"),
         "message": message,
         "reference": reference,
+        "request_id": request_id_of(request.scope),
     }
     if is_htmx(request):
         return Template(
@@ -150,8 +152,8 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """Unexpected errors: logged with a reference id; the page shows only that id."""
-    reference = secrets.token_hex(6)
+    """Unexpected errors: logged with the request id as reference; the page shows only that id."""
+    reference = request_id_of(request.scope) or secrets.token_hex(6)
     logger.exception("Unhandled error (reference %s) on %s %s", reference, request.method, request.url.path)
     return error_response(request, HTTP_500_INTERNAL_SERVER_ERROR, MESSAGES[500], reference=reference)
 

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.billing.tables import EventWorkerHeartbeat, ScheduledTask
+from app.metrics import WORKER_ITERATIONS
 from app.settings import WorkerSettings
 from app.stripe_gateway import StripeGateway
 from app.webhooks.service import claim_next, process_claim, reconcile_undelivered
@@ -95,6 +96,7 @@ class EventWorker:
         while not self._stop.is_set():
             self._last_loop = time.monotonic()
             self.iterations += 1
+            WORKER_ITERATIONS.inc()
             claimed = 0
             try:
                 claimed = await self._turn()
