@@ -6,6 +6,7 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
+from app.api.tables import IdempotencyKey
 from app.auth.tables import User
 from app.billing.tables import (
     BillingChange,
@@ -32,6 +33,7 @@ APP_CONFIG = AppConfig(
         PortalConfiguration,
         PortalSession,
         BillingChange,
+        IdempotencyKey,
     ],
     migration_dependencies=[],
     commands=[],

@@ -90,11 +90,24 @@ class StripeSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    audience: str = "http://localhost:8000/api"
+    """`API_AUDIENCE`: the `aud` a bearer access token must carry (Auth0: the API's identifier).
+    Default `<APP_BASE_URL>/api`."""
+    allowed_origins: tuple[str, ...] = ("http://localhost:8000",)
+    """`API_ALLOWED_ORIGINS`: origins (`scheme://host[:port]`, comma-separated) that return and success
+    URLs given by API clients may point at. Default: `APP_BASE_URL`'s origin."""
+    docs: bool = True
+    """`API_DOCS`: `on` (default) serves the interactive docs at `/schema/swagger`; `off` hides them."""
+
+
+@dataclass(frozen=True)
 class Settings:
     app: AppSettings = field(default_factory=AppSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     oidc: OIDCSettings = field(default_factory=OIDCSettings)
     stripe: StripeSettings = field(default_factory=StripeSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -177,6 +190,18 @@ class Settings:
             errors.append("STRIPE_WEBHOOK_SECRET must hold whsec_… secrets, comma-separated")
         api_base = url("STRIPE_API_BASE")
 
+        api_audience = get("API_AUDIENCE", f"{base_url}/api") or f"{base_url}/api"
+        allowed_origins = []
+        for origin in (get("API_ALLOWED_ORIGINS") or base_url).split(","):
+            parts = urlsplit(origin.strip())
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+                errors.append("API_ALLOWED_ORIGINS must be comma-separated origins such as https://app.example.com")
+                break
+            allowed_origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+        api_docs = (get("API_DOCS", "on") or "on").lower()
+        if api_docs not in {"on", "off"}:
+            errors.append("API_DOCS must be on or off")
+
         if errors:
             raise SettingsError("Invalid configuration:\n  - " + "\n  - ".join(errors))
 
@@ -207,4 +232,5 @@ class Settings:
                 webhook_secrets=webhook_secrets,
                 api_base=api_base.rstrip("/") if api_base else None,
             ),
+            api=ApiSettings(audience=api_audience, allowed_origins=tuple(allowed_origins), docs=api_docs == "on"),
         )
