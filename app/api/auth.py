@@ -85,7 +85,7 @@ class ApiAuthMiddleware:
             await self.app(scope, receive, send)
             return
         request: Request[Any, Any, Any] = Request(scope, receive)
-        state = scope.setdefault("state", {})  # type: ignore[typeddict-item]
+        state = scope.setdefault("state", {})
         header = request.headers.get("authorization")
         settings = request.app.state.settings
         if header is not None:
@@ -102,7 +102,8 @@ class ApiAuthMiddleware:
         if self._csrf_app is None:
             # The app's CSRF config excludes the JSON paths (bearer callers have no cookie); here the
             # same check applies to cookie callers only.
-            config = replace(request.app.csrf_config, exclude=None)  # type: ignore[type-var]
+            assert request.app.csrf_config is not None
+            config = replace(request.app.csrf_config, exclude=None)
             self._csrf_app = CSRFMiddleware(app=self.app, config=config)
         await self._csrf_app(scope, receive, send)
 

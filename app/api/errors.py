@@ -210,7 +210,9 @@ def api_exception_response(request: Request[Any, Any, Any], exc: Exception) -> R
         return envelope_response(request, 500, code, ERROR_CODES[code][1])
     status, code, message = _code_and_message(exc)
     if status >= 500 and exc.status_code >= 500 and not (isinstance(exc.extra, dict) and exc.extra.get("error_code")):
-        logger.error("Server error (request %s) on %s %s: %s", request_id_of(request), request.method, request.url.path, exc)
+        logger.error(
+            "Server error (request %s) on %s %s: %s", request_id_of(request), request.method, request.url.path, exc
+        )
     else:
         logger.info(
             "API %s %s -> %s %s (request %s): %s",

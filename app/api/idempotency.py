@@ -49,7 +49,7 @@ class IdempotencyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in UNSAFE_METHODS:
+        if scope["type"] != "http" or scope["method"] not in UNSAFE_METHODS:  # type: ignore[typeddict-item]
             await self.app(scope, receive, send)
             return
         request: Request[Any, Any, Any] = Request(scope, receive)
@@ -61,7 +61,7 @@ class IdempotencyMiddleware:
         if not key.strip() or len(key) > MAX_KEY_LENGTH:
             raise validation_error({"Idempotency-Key": f"Use 1 to {MAX_KEY_LENGTH} characters."})
         body = await request.body()  # cached on the scope: the handler reads it again
-        digest = fingerprint(scope["method"], scope["path"], body)
+        digest = fingerprint(request.method, scope["path"], body)
         user_id = principal.user.id
         row = await self._claim(user_id, key, digest)
         if row is not None:
@@ -116,9 +116,7 @@ class IdempotencyMiddleware:
         if inserted:
             return None
         row: dict[str, Any] | None = (
-            await IdempotencyKey.select()
-            .where((IdempotencyKey.user == user_id) & (IdempotencyKey.key == key))
-            .first()
+            await IdempotencyKey.select().where((IdempotencyKey.user == user_id) & (IdempotencyKey.key == key)).first()
         )
         if row is None:  # released between our insert and select: treat as in use, the client retries
             raise ApiError("idempotency_key_in_use")
