@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 
 from app.api import service
 from app.api.common import (
@@ -59,7 +59,7 @@ class BillingApiController(Controller):
         request: Request[Any, Any, Any],
         api_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
-        data: CheckoutSessionRequest,
+        data: JSONBody[CheckoutSessionRequest],
     ) -> CheckoutSessionCreated:
         """Create a Stripe Checkout Session for a catalogue price; send the person to `url`.
 
@@ -86,7 +86,7 @@ class BillingApiController(Controller):
         request: Request[Any, Any, Any],
         api_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
-        data: PaymentIntentRequest,
+        data: JSONBody[PaymentIntentRequest],
     ) -> PaymentIntentCreated:
         """Create a PaymentIntent for a one-time (lifetime) catalogue price; confirm it on the client
         with `client_secret`. The amount always comes from the catalogue. The payment appears in the

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 
 from app.api import service
 from app.api.common import (
@@ -141,7 +141,7 @@ class CompatibilityController(Controller):
         request: Request[Any, Any, Any],
         api_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
-        data: ReturnUrlBody | None = None,
+        data: JSONBody[ReturnUrlBody | None] = None,
     ) -> PortalUrl:
         """Compatibility route: a Customer Portal link → `{portal_url}`."""
         opened = await self._portal(request, api_user, stripe_gateway, data.return_url if data else None)
@@ -159,7 +159,7 @@ class CompatibilityController(Controller):
         request: Request[Any, Any, Any],
         api_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
-        data: ReturnUrlBody | None = None,
+        data: JSONBody[ReturnUrlBody | None] = None,
     ) -> Url:
         """Compatibility route: `{return_url}` → a Customer Portal link `{url}`."""
         opened = await self._portal(request, api_user, stripe_gateway, data.return_url if data else None)
@@ -177,7 +177,7 @@ class CompatibilityController(Controller):
         request: Request[Any, Any, Any],
         api_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
-        data: ReturnUrlBody | None = None,
+        data: JSONBody[ReturnUrlBody | None] = None,
     ) -> BillingPortalResult:
         """Compatibility route: `{success, message, portal_url}` for a subscriber. Errors: 401 not signed
         in, 409 `no_active_subscription`, 409 `no_customer`, 502 `stripe_unavailable`/`stripe_error`."""
@@ -200,7 +200,7 @@ class CompatibilityController(Controller):
         request: Request[Any, Any, Any],
         api_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
-        data: PortalSessionRequest,
+        data: JSONBody[PortalSessionRequest],
     ) -> PortalSessionResult:
         """Compatibility route: `{workflow_type, return_url, configuration_id}` →
         `{success, portal_session: {id, url, expires_at, return_url}}`."""
@@ -272,7 +272,7 @@ class CompatibilityController(Controller):
         request: Request[Any, Any, Any],
         api_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
-        data: CheckoutSessionRequest,
+        data: JSONBody[CheckoutSessionRequest],
     ) -> CheckoutSessionResult:
         """Compatibility route: `{price, success_url?, cancel_url?}` → `{session_id, url}`."""
         created = await service.checkout(
@@ -299,7 +299,7 @@ class CompatibilityController(Controller):
         request: Request[Any, Any, Any],
         api_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
-        data: PaymentIntentRequest,
+        data: JSONBody[PaymentIntentRequest],
     ) -> PaymentIntentResult:
         """Compatibility route: `{price}` (one-time) → `{client_secret, payment_intent_id}`."""
         created = await service.payment_intent(

@@ -18,6 +18,7 @@ JSON path the envelope, elsewhere the page handler as before.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "provider_unavailable": (502, "The sign-in provider could not be reached."),
     "service_unavailable": (503, "Temporarily unavailable."),
 }
+
+CODE_PATTERN = re.compile(r"[a-z][a-z0-9_]{1,63}")
 
 DEFAULT_CODE_FOR_STATUS = {
     400: "bad_request",
@@ -163,9 +166,10 @@ def _code_and_message(exc: HTTPException) -> tuple[int, str, str]:
         status, code = 422, code or "validation_failed"
     if isinstance(exc, PermissionDeniedException) and "CSRF" in str(exc.detail):
         code = "csrf_failed"
-    if not isinstance(code, str) or code not in ERROR_CODES:
+    if not isinstance(code, str) or not CODE_PATTERN.fullmatch(code):
         code = DEFAULT_CODE_FOR_STATUS.get(status, "internal_error" if status >= 500 else "bad_request")
-    default_message = ERROR_CODES[code][1]
+    # Codes another area defines (e.g. the host API's) are honoured; their message is the detail.
+    default_message = ERROR_CODES[code][1] if code in ERROR_CODES else str(exc.detail or "Request refused.")
     message = default_message
     if 400 <= status < 500 and exc.detail and code not in ("csrf_failed", "not_found", "method_not_allowed"):
         message = str(exc.detail)

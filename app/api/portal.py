@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 
 from app.api import service
 from app.api.common import (
@@ -45,7 +45,7 @@ class PortalApiController(Controller):
         request: Request[Any, Any, Any],
         api_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
-        data: PortalSessionRequest,
+        data: JSONBody[PortalSessionRequest],
     ) -> PortalSessionOut:
         """Open the Stripe Customer Portal on one workflow; send the person to `url`. Afterwards call
         `GET /api/v1/portal/return?session_id=<id>` to sync and see what changed."""

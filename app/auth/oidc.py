@@ -29,7 +29,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="The httpx module is deprecated")
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from app.settings import OIDCSettings
@@ -197,7 +197,7 @@ class OIDCClient:
         try:
             try:
                 token = jwt.decode(id_token, await self._key_set(), algorithms=ID_TOKEN_ALGORITHMS)
-            except ValueError:
+            except (InvalidKeyIdError, ValueError):
                 # An unknown `kid` after a key rotation: refetch the JWKS once.
                 token = jwt.decode(id_token, await self._key_set(refresh=True), algorithms=ID_TOKEN_ALGORITHMS)
             registry = jwt.JWTClaimsRegistry(
@@ -242,7 +242,7 @@ class OIDCClient:
         try:
             try:
                 token = jwt.decode(access_token, await self._key_set(), algorithms=ID_TOKEN_ALGORITHMS)
-            except ValueError:
+            except (InvalidKeyIdError, ValueError):
                 if time.monotonic() - self._jwks_refetched_at < JWKS_REFETCH_INTERVAL_SECONDS:
                     raise
                 self._jwks_refetched_at = time.monotonic()
