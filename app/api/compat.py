@@ -132,6 +132,7 @@ class CompatibilityController(Controller):
     @post(
         "/api/create-portal-session",
         name="compat:create_portal_session",
+        status_code=200,
         guards=API_GUARDS,
         middleware=[session_rate_limit.middleware],
         responses=error_responses(*PORTAL_ERRORS),
@@ -150,6 +151,7 @@ class CompatibilityController(Controller):
     @post(
         "/stripe/customer-portal",
         name="compat:stripe_customer_portal",
+        status_code=200,
         guards=API_GUARDS,
         middleware=[session_rate_limit.middleware],
         responses=error_responses(*PORTAL_ERRORS),
@@ -168,6 +170,7 @@ class CompatibilityController(Controller):
     @post(
         "/api/subscriptions/user/billing-portal/",
         name="compat:subscriptions_billing_portal",
+        status_code=200,
         guards=API_GUARDS,
         middleware=[session_rate_limit.middleware],
         responses=error_responses(*PORTAL_ERRORS, "no_active_subscription"),
@@ -191,6 +194,7 @@ class CompatibilityController(Controller):
     @post(
         "/api/payment/portal/session",
         name="compat:payment_portal_session",
+        status_code=200,
         guards=API_GUARDS,
         middleware=[session_rate_limit.middleware],
         responses=error_responses(*PORTAL_ERRORS),
@@ -261,6 +265,7 @@ class CompatibilityController(Controller):
     @post(
         "/v1/billing/checkout-session",
         name="compat:checkout_session",
+        status_code=200,
         guards=API_GUARDS,
         middleware=[session_rate_limit.middleware],
         responses=error_responses(
@@ -288,6 +293,7 @@ class CompatibilityController(Controller):
     @post(
         "/v1/billing/payment-intent",
         name="compat:payment_intent",
+        status_code=200,
         guards=API_GUARDS,
         middleware=[session_rate_limit.middleware],
         responses=error_responses(

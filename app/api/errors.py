@@ -152,9 +152,25 @@ def _field_errors(exc: HTTPException) -> list[FieldError] | None:
     errors = []
     for item in items:
         if isinstance(item, dict):
+            message = str(item.get("message", "is not valid"))
             name = str(item.get("field") or item.get("key") or item.get("source") or "body")
-            errors.append(FieldError(field=name, message=str(item.get("message", "is not valid"))))
+            if item.get("source") == "body":
+                name = _body_field(message)
+            errors.append(FieldError(field=name, message=message))
     return errors or None
+
+
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
+_AT_PATH = re.compile(r" - at `\$(?:\.data)?\.?([^`]*)`")
+
+
+def _body_field(message: str) -> str:
+    """The JSON key a body validation message is about (msgspec: "… - at `$.price`", "missing required
+    field `price`"), or `body` for the body as a whole."""
+    path = _AT_PATH.search(message)
+    missing = _MISSING_FIELD.search(message)
+    parts = [p for p in (path.group(1) if path else "", missing.group(1) if missing else "") if p]
+    return ".".join(parts) or "body"
 
 
 def _code_and_message(exc: HTTPException) -> tuple[int, str, str]:

@@ -222,7 +222,6 @@ async def start_payment_intent(
             "customer": customer.stripe_customer_id,
             "description": f"{plan.name} — lifetime access",
             "metadata": {**_purchase_metadata(user, price), "plan_name": plan.name},
-            "payment_method_types": ["card"],
         },
         idempotency_key=f"billing-portal:payment-intent:{user.id}:{idempotency_key}" if idempotency_key else None,
     )
