@@ -7,7 +7,7 @@ unless `API_DOCS=off`; the JSON document is always served (clients and the contr
 from __future__ import annotations
 
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Server, Tag
 
 from app.settings import Settings
@@ -29,7 +29,8 @@ the `x-csrftoken` header on unsafe methods.
 
 def openapi_config(settings: Settings) -> OpenAPIConfig:
     """OpenAPI config: bearer security scheme, tags, and Swagger UI from vendored assets when `API_DOCS` is on."""
-    render_plugins = []
+    # Without any plugin Litestar would serve every UI it knows from a CDN; list exactly what is served.
+    render_plugins: list[OpenAPIRenderPlugin] = []
     if settings.api.docs:
         render_plugins.append(
             SwaggerRenderPlugin(
@@ -39,6 +40,7 @@ def openapi_config(settings: Settings) -> OpenAPIConfig:
                 favicon="",
             )
         )
+    render_plugins.append(JsonRenderPlugin())
     return OpenAPIConfig(
         title="Billing portal API",
         version="1.0.0",
