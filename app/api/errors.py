@@ -154,7 +154,7 @@ def _field_errors(exc: HTTPException) -> list[FieldError] | None:
         if isinstance(item, dict):
             message = str(item.get("message", "is not valid"))
             name = str(item.get("field") or item.get("key") or item.get("source") or "body")
-            if item.get("source") == "body":
+            if item.get("source") == "body" and item.get("key") in (None, "", "data"):
                 name = _body_field(message)
             errors.append(FieldError(field=name, message=message))
     return errors or None
