@@ -156,6 +156,25 @@ async def test_a_failed_request_frees_its_idempotency_key(billing_client: Client
     assert "idempotent-replayed" not in retried.headers
 
 
+async def test_a_key_abandoned_mid_request_is_in_use_then_freed(billing_client: Client, oidc_provider: Any) -> None:
+    from app.api.tables import IdempotencyKey
+
+    auth = token_headers(billing_client, oidc_provider, "ida", **{"Idempotency-Key": "crashed"})
+    await billing_client.get("/api/v1/me", headers=auth)
+    ida = await User.objects().get(User.subject == "ida")
+    assert ida is not None
+    await IdempotencyKey.insert(IdempotencyKey(user=ida.id, key="crashed", fingerprint="0" * 64))
+
+    busy = await billing_client.post("/api/v1/billing/payment-intents", json={"price": "pro_lifetime"}, headers=auth)
+    assert_envelope(busy, 409, "idempotency_key_in_use")
+
+    await IdempotencyKey.update({IdempotencyKey.created_at: datetime.now(UTC) - timedelta(minutes=3)}).where(
+        IdempotencyKey.key == "crashed"
+    )
+    freed = await billing_client.post("/api/v1/billing/payment-intents", json={"price": "pro_lifetime"}, headers=auth)
+    assert freed.status_code == 201, freed.text
+
+
 async def test_checkout_sessions_use_the_catalogue_and_allowed_return_urls(
     billing_client: Client, oidc_provider: Any, gateway: Any
 ) -> None:

@@ -81,4 +81,6 @@ async def test_every_json_route_keeps_its_contract_under_generated_input(
 
     assert operations >= 15, f"only {operations} JSON operations in the OpenAPI document"
     assert not failures, "\n\n".join(failures)
-    assert elapsed < 60, f"the property run took {elapsed:.0f} s"
+    print(f"schemathesis: {operations} operations, {MAX_EXAMPLES} examples each, {elapsed:.1f} s")
+    # About 20 s on an idle 2-core machine; the bound is loose so a loaded CI machine does not flake.
+    assert elapsed < 120, f"the property run took {elapsed:.0f} s"

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, Parameter
+from litestar.params import Parameter
 
 from app.api import service
 from app.api.common import (
@@ -14,6 +14,7 @@ from app.api.common import (
     API_MIDDLEWARE,
     check_client_url,
     error_responses,
+    json_body,
     session_rate_limit,
 )
 from app.api.schemas import (
@@ -59,7 +60,13 @@ class BillingApiController(Controller):
         request: Request[Any, Any, Any],
         api_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
-        data: JSONBody[CheckoutSessionRequest],
+        data: Annotated[
+            CheckoutSessionRequest,
+            json_body(
+                {"price": "pro_monthly"},
+                {"price": "pro_yearly", "success_url": "https://app.example.com/welcome?cs={CHECKOUT_SESSION_ID}"},
+            ),
+        ],
     ) -> CheckoutSessionCreated:
         """Create a Stripe Checkout Session for a catalogue price; send the person to `url`.
 
@@ -86,7 +93,7 @@ class BillingApiController(Controller):
         request: Request[Any, Any, Any],
         api_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
-        data: JSONBody[PaymentIntentRequest],
+        data: Annotated[PaymentIntentRequest, json_body({"price": "pro_lifetime"})],
     ) -> PaymentIntentCreated:
         """Create a PaymentIntent for a one-time (lifetime) catalogue price; confirm it on the client
         with `client_secret`. The amount always comes from the catalogue. The payment appears in the

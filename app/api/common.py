@@ -8,9 +8,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from litestar import Request
+from litestar.enums import RequestEncodingType
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
+from litestar.params import Body, BodyKwarg
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.api.auth import ApiAuthMiddleware, requires_api_user, session_rate_limit_key
@@ -91,3 +93,12 @@ def error_responses(*codes: str) -> dict[int, ResponseSpec]:
         )
         for status, names in by_status.items()
     }
+
+
+def json_body(*examples: dict[str, Any], description: str | None = None) -> BodyKwarg:
+    """A JSON request body marker with OpenAPI examples (`Annotated[Model, json_body({...})]`)."""
+    return Body(
+        media_type=RequestEncodingType.JSON,
+        description=description,
+        examples=[Example(summary=", ".join(f"{k}" for k in e) or "empty", value=e) for e in examples],
+    )

@@ -6,7 +6,8 @@ A client that sends `Idempotency-Key: <up to 255 characters>` on a POST can retr
   (same status and body, with `Idempotent-Replayed: true`), for 24 hours;
 - same key with another method, path or body → 409 `idempotency_key_reused`;
 - same key while the first request is still running → 409 `idempotency_key_in_use`;
-- a request that failed (any non-2xx answer) frees its key, so the client can retry it as is.
+- a request that failed (any non-2xx answer) frees its key, so the client can retry it as is; so
+  does a claim left "running" for 2 minutes by a process that died.
 
 Keys are stored in PostgreSQL (`api_idempotency_key`, unique per person and key), so every web
 process sees them; rows older than 24 hours are ignored and deleted when a key is claimed. The
@@ -29,6 +30,8 @@ from app.api.tables import IdempotencyKey
 
 HEADER = "idempotency-key"
 KEY_LIFETIME = timedelta(hours=24)
+# A claim still "running" after this long belongs to a process that died mid-request: free it.
+ABANDONED_AFTER = timedelta(minutes=2)
 MAX_KEY_LENGTH = 255
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -65,10 +68,10 @@ class IdempotencyMiddleware:
         user_id = principal.user.id
         row = await self._claim(user_id, key, digest)
         if row is not None:
-            if row["fingerprint"] != digest:
-                raise ApiError("idempotency_key_reused")
             if row["status_code"] is None:
                 raise ApiError("idempotency_key_in_use")
+            if row["fingerprint"] != digest:
+                raise ApiError("idempotency_key_reused")
             await self._replay(send, key, row)
             return
 
@@ -106,8 +109,14 @@ class IdempotencyMiddleware:
 
     async def _claim(self, user_id: int, key: str, digest: str) -> dict[str, Any] | None:
         """Insert the key as "running"; None when this request claimed it, else the existing row."""
-        expired = datetime.now(UTC) - KEY_LIFETIME
-        await IdempotencyKey.delete().where((IdempotencyKey.user == user_id) & (IdempotencyKey.created_at < expired))
+        now = datetime.now(UTC)
+        await IdempotencyKey.delete().where(
+            (IdempotencyKey.user == user_id)
+            & (
+                (IdempotencyKey.created_at < now - KEY_LIFETIME)
+                | (IdempotencyKey.status_code.is_null() & (IdempotencyKey.created_at < now - ABANDONED_AFTER))
+            )
+        )
         inserted = (
             await IdempotencyKey.insert(IdempotencyKey(user=user_id, key=key, fingerprint=digest))
             .on_conflict(action="DO NOTHING")

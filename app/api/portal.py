@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, Parameter
+from litestar.params import Parameter
 
 from app.api import service
 from app.api.common import (
@@ -15,6 +15,7 @@ from app.api.common import (
     STRIPE_LOCALE,
     check_client_url,
     error_responses,
+    json_body,
     session_rate_limit,
 )
 from app.api.errors import validation_error
@@ -45,7 +46,17 @@ class PortalApiController(Controller):
         request: Request[Any, Any, Any],
         api_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
-        data: JSONBody[PortalSessionRequest],
+        data: Annotated[
+            PortalSessionRequest,
+            json_body(
+                {"workflow_type": "payment_update"},
+                {
+                    "workflow_type": "cancellation_process",
+                    "return_url": "https://app.example.com/billing",
+                    "locale": "fr",
+                },
+            ),
+        ],
     ) -> PortalSessionOut:
         """Open the Stripe Customer Portal on one workflow; send the person to `url`. Afterwards call
         `GET /api/v1/portal/return?session_id=<id>` to sync and see what changed."""
