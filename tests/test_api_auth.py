@@ -214,6 +214,13 @@ async def test_every_json_path_answers_errors_with_the_envelope(
     )
     assert_envelope(unsupported, 415, "unsupported_media_type")
 
+    huge = await client.post(
+        "/api/v1/portal/sessions",
+        content=b'{"workflow_type": "' + b"x" * 11_000_000 + b'"}',
+        headers={**auth, "Content-Type": "application/json"},
+    )
+    assert_envelope(huge, 413, "payload_too_large")
+
     invalid = await client.post("/api/v1/portal/sessions", json={"workflow_type": "teleport"}, headers=auth)
     body = assert_envelope(invalid, 422, "validation_failed")
     assert any("workflow_type" in e["field"] for e in body["errors"]), body
