@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from app.api import service
 from app.api.common import (
@@ -28,11 +28,11 @@ from app.api.schemas import (
 from app.auth.tables import User
 from app.stripe_gateway import StripeGateway
 
-Limit = Annotated[int, Parameter(ge=1, le=100, description="Payments per page (1–100).")]
+Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Payments per page (1–100).")]
 Offset = Annotated[
-    int | None, Parameter(ge=0, required=False, description="Rows to skip (at most 1000; then use `cursor`).")
+    int | None, QueryParameter(ge=0, required=False, description="Rows to skip (at most 1000; then use `cursor`).")
 ]
-Text = Annotated[str | None, Parameter(required=False)]
+Text = Annotated[str | None, QueryParameter(required=False)]
 SESSION_ERRORS = ("validation_failed", "unsupported_media_type", "rate_limited", "stripe_unavailable")
 
 
@@ -121,10 +121,10 @@ class BillingApiController(Controller):
         offset: Offset = None,
         cursor: Text = None,
         status: Annotated[
-            str | None, Parameter(required=False, description="all, succeeded, pending, failed or refunded")
+            str | None, QueryParameter(required=False, description="all, succeeded, pending, failed or refunded")
         ] = None,
-        date_from: Annotated[str | None, Parameter(query="from", required=False, description="YYYY-MM-DD")] = None,
-        date_to: Annotated[str | None, Parameter(query="to", required=False, description="YYYY-MM-DD")] = None,
+        date_from: Annotated[str | None, QueryParameter(name="from", required=False, description="YYYY-MM-DD")] = None,
+        date_to: Annotated[str | None, QueryParameter(name="to", required=False, description="YYYY-MM-DD")] = None,
     ) -> HistoryPageOut:
         """The caller's payments, newest first: `limit`/`offset` with `total` (offset capped at 1000),
         or the keyset `cursor` from `next_cursor` for any depth. Filters as on the history page."""

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, QueryParameter
 
 from app.api import service
 from app.api.common import (
@@ -231,7 +231,7 @@ class CompatibilityController(Controller):
         request: Request[Any, Any, Any],
         api_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
-        session_id: Annotated[str, Parameter(min_length=1, max_length=255)],
+        session_id: Annotated[str, QueryParameter(min_length=1, max_length=255)],
     ) -> PortalReturnResult:
         """Compatibility route: sync after the portal → `{success, message, synchronized_data:
         {customer_updated, subscription_changed, payment_method_updated, changes}, redirect_url}`."""
@@ -328,8 +328,8 @@ class CompatibilityController(Controller):
         self,
         request: Request[Any, Any, Any],
         api_user: NamedDependency[User],
-        limit: Annotated[int, Parameter(ge=1, le=100)] = 10,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 10,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
     ) -> HistoryResult:
         """Compatibility route: `?limit&offset` → `{transactions, total}` (offset capped at 1000)."""
         page = await service.history(

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from app.api import service
 from app.api.common import (
@@ -78,7 +78,7 @@ class PortalApiController(Controller):
         request: Request[Any, Any, Any],
         api_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
-        session_id: Annotated[str, Parameter(min_length=1, max_length=255, description="The `bps_…` id")],
+        session_id: Annotated[str, QueryParameter(min_length=1, max_length=255, description="The `bps_…` id")],
     ) -> PortalReturn:
         """Sync the caller's billing from Stripe and list what changed since the session was created
         (the same summary as the return page; repeated calls return the same summary)."""
