@@ -51,6 +51,13 @@ async def test_the_openapi_document_describes_every_route_with_schemas_and_examp
         "bearerFormat": "JWT",
     }
     assert "ErrorEnvelope" in document["components"]["schemas"]
+    for path, item in document["paths"].items():
+        if not path.startswith(("/api/", "/v1/", "/stripe/")):
+            continue
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    assert "ErrorEnvelope" in str(response), f"{method} {path} {status} documents another error shape"
     me = document["paths"]["/api/v1/me"]["get"]
     assert me["responses"]["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Me"}
     unauthorized = me["responses"]["401"]["content"]["application/json"]

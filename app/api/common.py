@@ -81,9 +81,10 @@ def error_example(code: str) -> Example:
 
 
 def error_responses(*codes: str) -> dict[int, ResponseSpec]:
-    """OpenAPI `responses` for the given error codes (plus 401 and 500, which any route can give)."""
+    """OpenAPI `responses` for the given error codes, plus those any route can give (400, 401, 500);
+    the 400 replaces Litestar's own validation shape, which the API never sends."""
     by_status: dict[int, list[str]] = {}
-    for code in ("authentication_required", "invalid_token", "internal_error", *codes):
+    for code in ("bad_request", "authentication_required", "invalid_token", "internal_error", *codes):
         by_status.setdefault(ERROR_CODES[code][0], []).append(code)
     return {
         status: ResponseSpec(
