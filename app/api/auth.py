@@ -46,6 +46,9 @@ class Principal:
 
 async def user_for_subject(subject: str) -> User:
     """The user with OpenID subject `subject`, created (subject only) when they never signed in."""
+    user = await User.objects().get(User.subject == subject)
+    if user is not None:
+        return user
     await User.insert(User(subject=subject)).on_conflict(target=User.subject, action="DO NOTHING")
     user = await User.objects().get(User.subject == subject)
     assert user is not None
