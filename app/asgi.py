@@ -16,7 +16,6 @@ from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi.config import OpenAPIConfig
 from litestar.plugins.flash import FlashConfig, FlashPlugin
 from litestar.plugins.htmx import HTMXPlugin, HTMXRequest
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -25,6 +24,13 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from app.accounts.controller import AccountController
+from app.api.auth import provide_api_user
+from app.api.billing import BillingApiController
+from app.api.compat import CompatibilityController
+from app.api.errors import JSON_PATH_PREFIXES, with_api_envelope
+from app.api.me import MeApiController
+from app.api.openapi import openapi_config
+from app.api.portal import PortalApiController
 from app.auth.controller import AuthController
 from app.auth.oidc import OIDCClient
 from app.billing.controller import CheckoutController
@@ -108,11 +114,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PortalController,
             HistoryController,
             stripe_webhook,
+            MeApiController,
+            BillingApiController,
+            PortalApiController,
+            CompatibilityController,
             create_static_files_router(path="/static", directories=[PROJECT_ROOT / "static"], name="static"),
         ],
         dependencies={
             "oidc": Provide(provide_oidc, sync_to_thread=False),
             "current_user": Provide(provide_current_user),
+            "api_user": Provide(provide_api_user),
             "stripe_gateway": Provide(lambda: gateway, sync_to_thread=False),
             "worker": Provide(lambda: worker, sync_to_thread=False),
             "run_worker": Provide(lambda: settings.app.event_worker, sync_to_thread=False),
@@ -128,20 +139,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
             cookie_secure=settings.app.is_https,
             cookie_httponly=True,
             cookie_samesite="lax",
-            exclude=["/webhooks/", "/healthz"],
+            # The JSON routes check CSRF themselves, for cookie callers only (app/api/auth.py).
+            exclude=["/webhooks/", "/healthz", *(f"^{p}" for p in JSON_PATH_PREFIXES)],
         ),
         template_config=template_config,
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=with_api_envelope(EXCEPTION_HANDLERS),
+        openapi_config=openapi_config(settings),
         lifespan=[lifespan],
         # structlog owns logging (configure_logging above); unexpected errors are logged by
         # app.web.errors.internal_error_handler with the request id.
         logging_config=None,
-        openapi_config=(
-            OpenAPIConfig(title="Billing portal", version="1", path="/schema")
-            if settings.app.api_docs != "off"
-            else None
-        ),
         debug=False,
     )
     # Outside Litestar's router, so 404s and error pages get the request id and headers too.

@@ -165,7 +165,8 @@ def start_oidc_provider(stack: contextlib.ExitStack, env: MutableMapping[str, st
     port = int(env.get("OIDC_PORT", "9400"))
     # One host name for the browser and the app: the provider takes its issuer from the Host header.
     issuer = f"http://localhost:{port}"
-    args = [sys.executable, "-m", "oidc_provider_mock", "--port", str(port), "--host", "127.0.0.1"]
+    # oidc-provider-mock plus `POST /dev/access-token` for JWT access tokens to call the API (e2e/local_oidc.py).
+    args = [sys.executable, "-m", "e2e.local_oidc", "--port", str(port), "--host", "127.0.0.1"]
     args += ["--user-claims", json.dumps(DEMO_USER)]
     log = stack.enter_context(open(logs_dir(env) / "oidc-provider.log", "ab"))
     stack.enter_context(background(args, f"{issuer}/.well-known/openid-configuration", "OpenID provider", log))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
+from app.api.tables import IdempotencyKey
 from app.auth.tables import User
 from app.billing.tables import (
     BillingChange,
@@ -36,6 +37,7 @@ APP_CONFIG = AppConfig(
         BillingChange,
         EventWorkerHeartbeat,
         ScheduledTask,
+        IdempotencyKey,
     ],
     migration_dependencies=[],
     commands=[],

@@ -150,12 +150,23 @@ class StripeSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    audience: str = "http://localhost:8000/api"
+    """`API_AUDIENCE`: the `aud` a bearer access token must carry (Auth0: the API's identifier).
+    Default `<APP_BASE_URL>/api`."""
+    allowed_origins: tuple[str, ...] = ("http://localhost:8000",)
+    """`API_ALLOWED_ORIGINS`: origins (`scheme://host[:port]`, comma-separated) that return and success
+    URLs given by API clients may point at. Default: `APP_BASE_URL`'s origin."""
+
+
+@dataclass(frozen=True)
 class Settings:
     app: AppSettings = field(default_factory=AppSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     oidc: OIDCSettings = field(default_factory=OIDCSettings)
     stripe: StripeSettings = field(default_factory=StripeSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -235,7 +246,8 @@ class Settings:
                 errors.append(f"{name} must be on or off")
             return raw in {"on", "true", "1"}
 
-        api_docs = (get("API_DOCS", "off") or "off").lower()
+        # The interactive API docs: on in development, off in production unless asked for (`public`).
+        api_docs = (get("API_DOCS", "off" if app_env == "production" else "on") or "off").lower()
         if api_docs not in {"off", "on", "public"}:
             errors.append("API_DOCS must be off, on or public")
         web_concurrency = integer("WEB_CONCURRENCY", 2, 1, 64)
@@ -298,6 +310,15 @@ class Settings:
             reconcile_minutes=number("EVENT_RECONCILE_MINUTES", 5.0),
         )
 
+        api_audience = get("API_AUDIENCE", f"{base_url}/api") or f"{base_url}/api"
+        allowed_origins = []
+        for origin in (get("API_ALLOWED_ORIGINS") or base_url).split(","):
+            parts = urlsplit(origin.strip())
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+                errors.append("API_ALLOWED_ORIGINS must be comma-separated origins such as https://app.example.com")
+                break
+            allowed_origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+
         if errors:
             raise SettingsError("Invalid configuration:\n  - " + "\n  - ".join(errors))
 
@@ -341,6 +362,7 @@ class Settings:
                 rate_limit=stripe_rate,
             ),
             worker=worker,
+            api=ApiSettings(audience=api_audience, allowed_origins=tuple(allowed_origins)),
         )
 
 
