@@ -6,6 +6,7 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
+from app.admin.tables import AuditEntry, Branding
 from app.auth.tables import User
 from app.billing.tables import (
     BillingChange,
@@ -32,6 +33,8 @@ APP_CONFIG = AppConfig(
         PortalConfiguration,
         PortalSession,
         BillingChange,
+        AuditEntry,
+        Branding,
     ],
     migration_dependencies=[],
     commands=[],

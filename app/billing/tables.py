@@ -108,6 +108,12 @@ class Subscription(Table):
     cancel_at = Timestamptz(null=True, default=None)
     canceled_at = Timestamptz(null=True, default=None)
     ended_at = Timestamptz(null=True, default=None)
+    cancellation_reason = Varchar(
+        length=40, null=True, default=None, help_text="Stripe's cancellation_details.reason, e.g. cancellation_requested"
+    )
+    cancellation_feedback = Varchar(
+        length=40, null=True, default=None, help_text="Stripe's cancellation_details.feedback, e.g. too_expensive"
+    )
     trial_start = Timestamptz(null=True, default=None)
     trial_end = Timestamptz(null=True, default=None)
     default_payment_method_id = Varchar(length=255, null=True, default=None)
