@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
@@ -23,6 +24,8 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from app.accounts.controller import AccountController
+from app.admin.branding_service import current_branding
+from app.admin.controller import ADMIN_CONTROLLERS
 from app.auth.controller import AuthController
 from app.auth.oidc import OIDCClient
 from app.billing.controller import CheckoutController
@@ -75,6 +78,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     oidc = OIDCClient(settings.oidc, redirect_uri=f"{settings.app.base_url}/auth/callback")
 
+    async def load_branding(request: Request[Any, Any, Any]) -> None:
+        """Pages read the brand (name, colours, footer links) from `request.state.branding`."""
+        if not request.url.path.startswith("/static/"):
+            request.state.branding = await current_branding(settings.branding)
+
     return Litestar(
         route_handlers=[
             home,
@@ -86,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PortalController,
             HistoryController,
             stripe_webhook,
+            *ADMIN_CONTROLLERS,
             create_static_files_router(path="/static", directories=[PROJECT_ROOT / "static"], name="static"),
         ],
         dependencies={
@@ -96,6 +105,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         state=State({"settings": settings, "oidc": oidc, "stripe_gateway": gateway}),
         request_class=HTMXRequest,
+        before_request=load_branding,
         plugins=[HTMXPlugin(), FlashPlugin(config=FlashConfig(template_config=template_config)), BillingCLIPlugin()],
         middleware=[session_config(settings.app).middleware],
         stores={"sessions": session_store(settings.app), "rate_limit": rate_limit_store(settings.app)},

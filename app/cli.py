@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -95,6 +94,46 @@ def portal_push(path: Path | None) -> None:
     _run(main)
 
 
+@portal.command(name="diff", help="Show, field by field, where Stripe differs from portal.toml.")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+def portal_diff(path: Path | None) -> None:
+    """Print the drift between `portal.toml` and Stripe (exit status 1 when there is any)."""
+    from app.admin.configurations_service import drift
+    from app.portal.service import DEFAULT_PORTAL_FILE, load_portal_spec
+
+    try:
+        spec = load_portal_spec(path or DEFAULT_PORTAL_FILE)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def main(gateway: Any) -> int:
+        rows = await drift(gateway, spec)
+        for row in rows:
+            console.print(f"  {row.workflow}  {row.field}: file={row.file!r} stripe={row.stripe!r}", markup=False)
+        console.print("No drift." if not rows else f"{len(rows)} field(s) differ.")
+        return len(rows)
+
+    if _run(main):
+        raise SystemExit(1)
+
+
+@portal.command(name="export", help="Write Stripe's current portal configurations as TOML.")
+@click.option("--output", "output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def portal_export(output: Path | None) -> None:
+    """Print (or write to `--output`) every configuration in Stripe as TOML."""
+    from app.admin.configurations_service import export_toml
+
+    async def main(gateway: Any) -> str:
+        return await export_toml(gateway)
+
+    text = _run(main)
+    if output:
+        output.write_text(text)
+        console.print(f"Wrote {output}")
+    else:
+        click.echo(text)
+
+
 @billing.command(name="sync", help="Backfill the local copy from Stripe: the catalogue and every customer, or one.")
 @click.option("--customer", "customer_id", default=None, help="Only this Stripe customer (cus_…).")
 def sync(customer_id: str | None) -> None:
@@ -128,22 +167,14 @@ def events() -> None:
 @click.option("--id", "event_ids", multiple=True, help="An event id (evt_…); repeatable.")
 @click.option("--failed/--no-failed", default=True, help="Replay every failed event (default).")
 def events_replay(event_ids: tuple[str, ...], failed: bool) -> None:
-    """Mark events pending again and apply them now."""
-    from app.billing.tables import StripeEvent
-    from app.webhooks.service import drain
+    """Mark events pending again and apply them now (`app.admin.events_service.replay`)."""
+    from app.admin.events_service import replay
+
+    if not event_ids and not failed:
+        raise click.ClickException("Name events with --id, or use --failed.")
 
     async def main(gateway: Any) -> None:
-        query = StripeEvent.update(
-            {StripeEvent.status: "pending", StripeEvent.attempts: 0, StripeEvent.next_attempt_at: datetime.now(UTC)}
-        )
-        if event_ids:
-            query = query.where(StripeEvent.stripe_event_id.is_in(list(event_ids)))
-        elif failed:
-            query = query.where(StripeEvent.status == "failed")
-        else:
-            raise click.ClickException("Name events with --id, or use --failed.")
-        await query
-        handled = await drain(gateway)
+        handled = await replay(gateway, list(event_ids) or None, failed=failed and not event_ids)
         console.print(f"Applied {handled} event(s).")
 
     _run(main)
@@ -153,18 +184,14 @@ def events_replay(event_ids: tuple[str, ...], failed: bool) -> None:
 @click.option("--hours", default=72, show_default=True, help="How far back to look.")
 def events_reconcile(hours: int) -> None:
     """List undelivered events at Stripe and store any the app is missing, then apply them."""
-    from app.billing.tables import StripeEvent
-    from app.webhooks.service import drain, record_event
+    from app.admin.events_service import reconcile
 
     async def main(gateway: Any) -> None:
-        since = int((datetime.now(UTC) - timedelta(hours=hours)).timestamp())
-        found = stored = 0
-        async for event in gateway.events(delivery_success=False, created={"gte": since}):
-            found += 1
-            if not await StripeEvent.exists().where(StripeEvent.stripe_event_id == event["id"]):
-                stored += int(await record_event(event))
-        handled = await drain(gateway)
-        console.print(f"{found} undelivered event(s) at Stripe, {stored} were missing and stored, {handled} applied.")
+        result = await reconcile(gateway, hours)
+        console.print(
+            f"{result.found} undelivered event(s) at Stripe, {result.stored} were missing and stored, "
+            f"{result.applied} applied."
+        )
 
     _run(main)
 

@@ -35,6 +35,21 @@ from app.settings import PROJECT_ROOT
 logger = logging.getLogger("devstack")
 
 DEMO_USER = {"sub": "demo", "email": "demo@example.com", "email_verified": True, "name": "Dana Demo"}
+# Operators of the console: the `roles` claim is what OIDC_ROLES_CLAIM reads (default `roles`).
+DEMO_OPERATOR = {
+    "sub": "operator",
+    "email": "operator@example.com",
+    "email_verified": True,
+    "name": "Olga Operator",
+    "roles": ["admin"],
+}
+DEMO_SUPPORT = {
+    "sub": "support",
+    "email": "support@example.com",
+    "email_verified": True,
+    "name": "Sam Support",
+    "roles": ["support"],
+}
 
 
 def data_dir(env: MutableMapping[str, str]) -> Path:
@@ -118,12 +133,13 @@ def background(args: list[str], ready_url: str, name: str) -> Iterator[subproces
 
 
 def start_oidc_provider(stack: contextlib.ExitStack, env: MutableMapping[str, str]) -> None:
-    """Start `oidc-provider-mock` with the demo user and point `OIDC_ISSUER` at it."""
+    """Start `oidc-provider-mock` with the demo user and operators and point `OIDC_ISSUER` at it."""
     port = int(env.get("OIDC_PORT", "9400"))
     # One host name for the browser and the app: the provider takes its issuer from the Host header.
     issuer = f"http://localhost:{port}"
     args = [sys.executable, "-m", "oidc_provider_mock", "--port", str(port), "--host", "127.0.0.1"]
-    args += ["--user-claims", json.dumps(DEMO_USER)]
+    for user in (DEMO_USER, DEMO_OPERATOR, DEMO_SUPPORT):
+        args += ["--user-claims", json.dumps(user)]
     stack.enter_context(background(args, f"{issuer}/.well-known/openid-configuration", "OpenID provider"))
     env["OIDC_ISSUER"] = issuer
     env.setdefault("AUTH0_CLIENT_ID", "billing-portal-local")

@@ -106,10 +106,13 @@ class Subscription(Table):
     current_period_end = Timestamptz(null=True, default=None)
     cancel_at_period_end = Boolean(default=False)
     cancel_at = Timestamptz(null=True, default=None)
-    canceled_at = Timestamptz(null=True, default=None)
+    canceled_at = Timestamptz(null=True, default=None, index=True)
     ended_at = Timestamptz(null=True, default=None)
     cancellation_reason = Varchar(
-        length=40, null=True, default=None, help_text="Stripe's cancellation_details.reason, e.g. cancellation_requested"
+        length=40,
+        null=True,
+        default=None,
+        help_text="Stripe's cancellation_details.reason, e.g. cancellation_requested",
     )
     cancellation_feedback = Varchar(
         length=40, null=True, default=None, help_text="Stripe's cancellation_details.feedback, e.g. too_expensive"

@@ -26,7 +26,7 @@ class User(Table, tablename="user", schema=None):
     )
 
 
-ID = "2026-12-01T15:12:58:556095"
+ID = "2026-12-01T15:13:48:475964"
 VERSION = "1.38.0"
 DESCRIPTION = ""
 
@@ -495,6 +495,18 @@ async def forwards():
             "db_column_name": None,
             "secret": False,
         },
+        schema=None,
+    )
+
+    manager.alter_column(
+        table_class_name="Subscription",
+        tablename="subscription",
+        column_name="canceled_at",
+        db_column_name="canceled_at",
+        params={"index": True},
+        old_params={"index": False},
+        column_class=Timestamptz,
+        old_column_class=Timestamptz,
         schema=None,
     )
 

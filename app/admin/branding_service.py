@@ -1,0 +1,239 @@
+"""Branding of the app's own pages: product name, logo, colours, footer links.
+
+Stored in the one `branding` row (id 1); until an operator saves it, the `BRAND_*` settings are
+used. Pages get it through CSS custom properties (`--accent`, `--accent-hover`, `--accent-soft`,
+`--brand-accent`) written into `base.html`. Colours are refused when text would fail WCAG 2.x AA
+contrast (4.5:1 for normal text): white on the colour (buttons, badges) and the colour on the page
+background (links). Stripe's own Dashboard branding (Checkout, portal, invoices) has no API, so it
+is not covered here.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from app.admin.audit import record_action
+from app.admin.tables import Branding
+from app.auth.tables import User
+from app.settings import BrandingSettings
+from piccolo_conf import DB
+
+AA_NORMAL_TEXT = 4.5
+PAGE_BACKGROUNDS = ("#ffffff", "#f6f7fb")
+LOGO_TYPES = {"image/png", "image/jpeg", "image/webp"}
+MAX_LOGO_BYTES = 256 * 1024
+CACHE_SECONDS = 5.0
+HEX = re.compile(r"#[0-9a-f]{6}")
+
+
+def _luminance(hex_color: str) -> float:
+    def channel(c: int) -> float:
+        s = c / 255
+        return s / 12.92 if s <= 0.04045 else ((s + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
+def contrast_ratio(a: str, b: str) -> float:
+    """WCAG 2.x contrast ratio of two `#rrggbb` colours, 1.0 … 21.0."""
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def _mix(hex_color: str, other: str, amount: float) -> str:
+    """`hex_color` moved `amount` (0..1) towards `other`."""
+    a = [int(hex_color[i : i + 2], 16) for i in (1, 3, 5)]
+    b = [int(other[i : i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(x + (y - x) * amount):02x}" for x, y in zip(a, b, strict=True))
+
+
+@dataclass(frozen=True)
+class BrandingView:
+    """What pages use. `logo_src` is a URL (uploaded logos are served at `/brand/logo`)."""
+
+    product_name: str
+    primary_color: str
+    accent_color: str
+    logo_src: str | None
+    support_url: str | None
+    privacy_url: str | None
+    terms_url: str | None
+
+    def css(self) -> str:
+        """The `:root` custom properties for this brand (a CSS rule, safe to inline: colours are validated)."""
+        return (
+            f":root{{--accent:{self.primary_color};--accent-hover:{_mix(self.primary_color, '#000000', 0.18)};"
+            f"--accent-soft:{_mix(self.primary_color, '#ffffff', 0.9)};--brand-accent:{self.accent_color}}}"
+        )
+
+    def css_declarations(self) -> str:
+        """The same properties as declarations, for a `style` attribute (the preview box)."""
+        return self.css().removeprefix(":root{").removesuffix("}")
+
+
+def defaults(settings: BrandingSettings) -> BrandingView:
+    """The brand from settings (`BRAND_*`, `SUPPORT_URL`, `PRIVACY_URL`, `TERMS_URL`)."""
+    return BrandingView(
+        product_name=settings.product_name,
+        primary_color=settings.primary_color,
+        accent_color=settings.accent_color,
+        logo_src=settings.logo_url,
+        support_url=settings.support_url,
+        privacy_url=settings.privacy_url,
+        terms_url=settings.terms_url,
+    )
+
+
+_cache: tuple[float, BrandingView | None] = (0.0, None)
+
+
+async def current_branding(settings: BrandingSettings) -> BrandingView:
+    """The saved brand, else the defaults. Cached per process for `CACHE_SECONDS` (a save clears this
+    process's cache; other processes follow within that time)."""
+    global _cache
+    at, view = _cache
+    if view is not None and time.monotonic() - at < CACHE_SECONDS:
+        return view
+    row = (
+        await Branding.select(
+            Branding.product_name,
+            Branding.primary_color,
+            Branding.accent_color,
+            Branding.logo_url,
+            Branding.support_url,
+            Branding.privacy_url,
+            Branding.terms_url,
+            Branding.updated_at,
+            Branding.logo_content_type,
+        )
+        .where(Branding.id == 1)
+        .first()
+    )
+    if row is None:
+        view = defaults(settings)
+    else:
+        logo = f"/brand/logo?v={int(row['updated_at'].timestamp())}" if row["logo_content_type"] else row["logo_url"]
+        view = BrandingView(
+            product_name=row["product_name"],
+            primary_color=row["primary_color"],
+            accent_color=row["accent_color"],
+            logo_src=logo,
+            support_url=row["support_url"],
+            privacy_url=row["privacy_url"],
+            terms_url=row["terms_url"],
+        )
+    _cache = (time.monotonic(), view)
+    return view
+
+
+def clear_cache() -> None:
+    """Forget the cached brand of this process."""
+    global _cache
+    _cache = (0.0, None)
+
+
+@dataclass(frozen=True)
+class Logo:
+    """An uploaded logo image."""
+
+    content: bytes
+    content_type: str
+
+
+def validate_branding(form: dict[str, Any], logo: Logo | None) -> tuple[BrandingView, dict[str, str]]:
+    """Check a branding form; returns the proposed brand and errors by field name (empty when valid).
+
+    Fields: `product_name` (1–80 characters), `primary_color` and `accent_color` (`#rrggbb`, at least
+    4.5:1 against white text and against the page backgrounds), `logo_url`, `support_url`,
+    `privacy_url`, `terms_url` (https URLs, or http for localhost; optional), and an optional
+    uploaded `logo` (PNG, JPEG or WebP, at most 256 KiB).
+    """
+    errors: dict[str, str] = {}
+    name = str(form.get("product_name") or "").strip()
+    if not name or len(name) > 80:
+        errors["product_name"] = "Give a product name of 1 to 80 characters."
+    colors: dict[str, str] = {}
+    for key, label in (("primary_color", "Primary colour"), ("accent_color", "Accent colour")):
+        value = str(form.get(key) or "").strip().lower()
+        colors[key] = value if HEX.fullmatch(value) else "#000000"
+        if not HEX.fullmatch(value):
+            errors[key] = f"{label}: write it as #rrggbb."
+            continue
+        worst = min(contrast_ratio(value, bg) for bg in PAGE_BACKGROUNDS)
+        if worst < AA_NORMAL_TEXT:
+            errors[key] = (
+                f"{label} {value} has a contrast of {worst:.2f}:1 with white; WCAG AA needs at least 4.5:1. "
+                "Choose a darker colour."
+            )
+    urls: dict[str, str | None] = {}
+    for key in ("logo_url", "support_url", "privacy_url", "terms_url"):
+        value = str(form.get(key) or "").strip()
+        urls[key] = value or None
+        if value:
+            parts = urlsplit(value)
+            local = parts.hostname in {"localhost", "127.0.0.1"}
+            if not parts.netloc or (parts.scheme != "https" and not (parts.scheme == "http" and local)):
+                errors[key] = "Give a full https:// address."
+    if logo is not None:
+        if logo.content_type not in LOGO_TYPES:
+            errors["logo"] = "The logo must be a PNG, JPEG or WebP image."
+        elif len(logo.content) > MAX_LOGO_BYTES:
+            errors["logo"] = "The logo must be at most 256 KiB."
+    view = BrandingView(
+        product_name=name or "—",
+        primary_color=colors["primary_color"],
+        accent_color=colors["accent_color"],
+        logo_src=urls["logo_url"],
+        support_url=urls["support_url"],
+        privacy_url=urls["privacy_url"],
+        terms_url=urls["terms_url"],
+    )
+    return view, errors
+
+
+async def save_branding(
+    view: BrandingView, logo: Logo | None, remove_logo: bool, actor: User, settings: BrandingSettings
+) -> BrandingView:
+    """Store a validated brand (and the uploaded logo, kept unless replaced or `remove_logo`), audit it."""
+    before = await current_branding(settings)
+    now = datetime.now(UTC)
+    values: dict[Any, Any] = {
+        Branding.product_name: view.product_name,
+        Branding.primary_color: view.primary_color,
+        Branding.accent_color: view.accent_color,
+        Branding.logo_url: view.logo_src,
+        Branding.support_url: view.support_url,
+        Branding.privacy_url: view.privacy_url,
+        Branding.terms_url: view.terms_url,
+        Branding.updated_at: now,
+    }
+    if logo is not None:
+        values[Branding.logo] = logo.content
+        values[Branding.logo_content_type] = logo.content_type
+    elif remove_logo:
+        values[Branding.logo] = None
+        values[Branding.logo_content_type] = None
+    async with DB.transaction():
+        if await Branding.exists().where(Branding.id == 1):
+            await Branding.update(values).where(Branding.id == 1)
+        else:
+            await Branding.insert(Branding(id=1, **{c._meta.name: v for c, v in values.items()}))
+        clear_cache()
+        after = await current_branding(settings)
+        await record_action(actor, "branding.saved", "branding", asdict(before), asdict(after))
+    clear_cache()
+    return replace(after)
+
+
+async def logo_image() -> Logo | None:
+    """The uploaded logo, or None."""
+    row = await Branding.select(Branding.logo, Branding.logo_content_type).where(Branding.id == 1).first()
+    if row is None or row["logo"] is None or not row["logo_content_type"]:
+        return None
+    return Logo(content=bytes(row["logo"]), content_type=str(row["logo_content_type"]))
