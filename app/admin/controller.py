@@ -18,7 +18,7 @@ from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
-from litestar.params import Body, FromQuery
+from litestar.params import Body, FromPath, FromQuery
 from litestar.plugins.flash import flash
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
@@ -124,7 +124,7 @@ class EventsController(Controller):
         return Template(template, context=context)
 
     @get("/{event_id:str}", name="admin:event", cache=False)
-    async def show(self, event_id: str) -> Template:
+    async def show(self, event_id: FromPath[str]) -> Template:
         """One event: payload, attempts, last error."""
         event = await events.get_event(event_id)
         if event is None:
@@ -188,7 +188,7 @@ class CustomersController(Controller):
         return Template(template, context=context)
 
     @get("/{user_id:int}", name="admin:customer", cache=False)
-    async def show(self, user_id: int) -> Template:
+    async def show(self, user_id: FromPath[int]) -> Template:
         """Local state, subscriptions, payments, portal sessions and billing changes of one person."""
         detail = await customer_detail(user_id)
         if detail is None:
@@ -201,7 +201,7 @@ class CustomersController(Controller):
     async def resync(
         self,
         request: Req,
-        user_id: int,
+        user_id: FromPath[int],
         current_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
     ) -> Response[Any]:
@@ -262,16 +262,17 @@ class AnalyticsController(Controller):
             status_code=422 if error else 200,
         )
 
-    @get("/{table:str}.csv", name="admin:analytics:csv", cache=False)
+    @get("/{table_file:str}", name="admin:analytics:csv", cache=False)
     async def csv(
         self,
         request: Req,
-        table: str,
+        table_file: FromPath[str],
         date_from: Annotated[str | None, FromQuery] = None,
         date_to: Annotated[str | None, FromQuery] = None,
     ) -> Response[str]:
-        """One table behind a chart as CSV, for the same period."""
-        if table not in analytics.TABLES:
+        """One table behind a chart as CSV (`/admin/analytics/<table>.csv`), for the same period."""
+        table = table_file.removesuffix(".csv")
+        if not table_file.endswith(".csv") or table not in analytics.TABLES:
             raise NotFoundException
         try:
             period = analytics.period_for(None, _date(date_from), _date(date_to), _tz(request))
@@ -319,7 +320,7 @@ class ConfigurationsController(Controller):
 
     async def _form_page(
         self,
-        configuration_id: str | None,
+        configuration_id: FromPath[str] | None,
         form: configurations.ConfigurationForm,
         errors: dict[str, str],
         status: int = 200,
@@ -359,7 +360,7 @@ class ConfigurationsController(Controller):
 
     @get("/{configuration_id:str}", name="admin:configuration", cache=False)
     async def show(
-        self, request: Req, configuration_id: str, stripe_gateway: NamedDependency[StripeGateway]
+        self, request: Req, configuration_id: FromPath[str], stripe_gateway: NamedDependency[StripeGateway]
     ) -> Response[Any]:
         """One configuration in words."""
         try:
@@ -375,7 +376,7 @@ class ConfigurationsController(Controller):
 
     @get("/{configuration_id:str}/edit", name="admin:configuration:edit", guards=[requires_admin], cache=False)
     async def edit(
-        self, request: Req, configuration_id: str, stripe_gateway: NamedDependency[StripeGateway]
+        self, request: Req, configuration_id: FromPath[str], stripe_gateway: NamedDependency[StripeGateway]
     ) -> Response[Any]:
         """The form, filled from Stripe."""
         try:
@@ -395,7 +396,7 @@ class ConfigurationsController(Controller):
     async def update(
         self,
         request: Req,
-        configuration_id: str,
+        configuration_id: FromPath[str],
         current_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
     ) -> Response[Any]:
@@ -420,7 +421,7 @@ class ConfigurationsController(Controller):
     async def active(
         self,
         request: Req,
-        configuration_id: str,
+        configuration_id: FromPath[str],
         current_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
     ) -> Response[Any]:
@@ -444,7 +445,7 @@ class ConfigurationsController(Controller):
     async def use(
         self,
         request: Req,
-        configuration_id: str,
+        configuration_id: FromPath[str],
         current_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
     ) -> Response[Any]:
