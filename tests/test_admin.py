@@ -344,3 +344,99 @@ async def test_branding_refuses_low_contrast_previews_and_applies_to_pages(clien
     assert logo.content == png and logo.headers["content-type"] == "image/png"
     entry = await AuditEntry.objects().where(AuditEntry.action == "branding.saved").first().output(load_json=True)
     assert entry is not None and entry.after["primary_color"] == "#0b5394" and entry.before["product_name"] == "Billing"
+
+
+@pytest.fixture
+async def operator(billing_app_url: str, oidc_provider: Any) -> Any:
+    async with httpx.AsyncClient(base_url=billing_app_url, timeout=30) as http:
+        await signed_in(http, oidc_provider, "olga", roles=["admin"])
+        yield http
+
+
+def edit_form(cfg: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """The posted form of a configuration as the edit page would send it unchanged, plus `changes`."""
+    from app.admin.configurations_service import ConfigurationForm
+
+    form = ConfigurationForm.from_configuration(cfg)
+    data: dict[str, Any] = {}
+    for key, value in vars(form).items():
+        if isinstance(value, bool):
+            if value:
+                data[key] = "on"
+        else:
+            data[key] = value
+    return data | changes
+
+
+@pytest.mark.usefixtures("portal_configured")
+async def test_configuration_edit_is_validated_then_saved_to_stripe_and_drift_shows_it(
+    operator: Client, gateway: Any
+) -> None:
+    from app.portal.tables import PortalConfiguration
+
+    row = await PortalConfiguration.objects().get(PortalConfiguration.workflow == "subscription_management")
+    assert row is not None
+    cfg_id = row.stripe_configuration_id
+    listing = await operator.get("/admin/configurations")
+    assert listing.status_code == 200
+    assert "No drift: Stripe matches" in listing.text
+    assert "switch plan, cancel subscription" in html.unescape(listing.text) or "switch plan" in listing.text
+    cfg = await gateway.retrieve_portal_configuration(cfg_id)
+    token = {"_csrf_token": csrf(operator)}
+
+    too_long = await operator.post(f"/admin/configurations/{cfg_id}/edit", data=token | edit_form(cfg, headline="x" * 61))
+    assert too_long.status_code == 422
+    assert "At most 60 characters (61 given)." in too_long.text
+    assert 'id="headline-error"' in too_long.text
+    prices = [p async for p in gateway.prices(active=True)]
+    pro = [p for p in prices if (p.get("lookup_key") or "").startswith("pro_")]
+    monthly = [p for p in pro if (p.get("recurring") or {}).get("interval") == "month"]
+    extra = await gateway.create_price(
+        {"product": monthly[0]["product"], "currency": "usd", "unit_amount": 1234, "recurring": {"interval": "month"}}
+    )
+    from app.billing.sync import sync_catalog
+
+    await sync_catalog(gateway)
+    two_monthly = await operator.post(
+        f"/admin/configurations/{cfg_id}/edit",
+        data=token | edit_form(cfg, update_prices=[monthly[0]["id"], extra["id"]]),
+    )
+    assert two_monthly.status_code == 422
+    assert "Stripe allows one price per interval per product." in two_monthly.text
+    assert (await gateway.retrieve_portal_configuration(cfg_id))["business_profile"] == cfg["business_profile"]
+
+    saved = await operator.post(
+        f"/admin/configurations/{cfg_id}/edit",
+        data=token | edit_form(cfg, headline="Manage your Acme plan", schedule_downgrades="on"),
+        follow_redirects=True,
+    )
+    assert "Configuration saved." in saved.text and "Manage your Acme plan" in saved.text
+    stripe_cfg = await gateway.retrieve_portal_configuration(cfg_id)
+    assert stripe_cfg["business_profile"]["headline"] == "Manage your Acme plan"
+    assert stripe_cfg["features"]["subscription_update"]["schedule_at_period_end"]["conditions"]
+    drift = await operator.get("/admin/configurations")
+    assert "business_profile.headline" in drift.text and "Manage your Acme plan" in drift.text
+    export = await operator.get("/admin/configurations/export.toml")
+    assert 'headline = "Manage your Acme plan"' in export.text
+    entry = await AuditEntry.objects().where(AuditEntry.action == "portal_configuration.saved").first().output(
+        load_json=True
+    )
+    assert entry is not None and entry.target == cfg_id
+    assert entry.before["business_profile"]["headline"] != entry.after["business_profile"]["headline"]
+
+
+async def test_replaying_a_failed_event_applies_it(operator: Client, gateway: Any) -> None:
+    from app.webhooks.service import record_event
+
+    event = await anext(gateway.events(type="product.created"))
+    await record_event(event)
+    await StripeEvent.update({StripeEvent.status: "failed", StripeEvent.attempts: 8, StripeEvent.last_error: "boom"}).where(
+        StripeEvent.stripe_event_id == event["id"]
+    )
+    page = await operator.post(
+        "/admin/events/replay", data={"_csrf_token": csrf(operator), "event": event["id"]}, follow_redirects=True
+    )
+    assert "Replayed: 1 event(s) applied." in page.text
+    stored = await StripeEvent.objects().get(StripeEvent.stripe_event_id == event["id"])
+    assert stored is not None and stored.status == "processed" and stored.attempts == 1
+    assert await AuditEntry.exists().where(AuditEntry.action == "event.replayed")
