@@ -67,14 +67,22 @@ async def customer_with_history(browser: Browser, live_stack: LiveStack) -> Asyn
         user_id = await db.fetchval('SELECT id FROM "user" WHERE subject = $1', CUSTOMER)
         now = datetime.now(UTC)
         for i, (workflow, seconds, outcome) in enumerate(
-            [("payment_update", 45, "changed"), ("billing_review", 20, "no_changes"), ("cancellation_process", None, None)]
+            [
+                ("payment_update", 45, "changed"),
+                ("billing_review", 20, "no_changes"),
+                ("cancellation_process", None, None),
+            ]
         ):
             created = now - timedelta(days=i + 1)
             returned = created + timedelta(seconds=seconds) if seconds else None
             await db.execute(
                 "INSERT INTO portal_session (user_id, workflow, before, created_at, returned_at, outcome) "
                 "VALUES ($1, $2, '{}', $3, $4, $5)",
-                user_id, workflow, created, returned, outcome,
+                user_id,
+                workflow,
+                created,
+                returned,
+                outcome,
             )
         await db.execute(
             "UPDATE stripe_event SET status = 'failed', attempts = 8, last_error = 'StripeUnavailable: seeded failure' "
@@ -194,9 +202,7 @@ async def test_operator_manages_the_portal_from_the_console(
     await customer.close()
 
 
-async def test_a_customer_without_a_role_gets_403_on_every_admin_route(
-    browser: Browser, live_stack: LiveStack
-) -> None:
+async def test_a_customer_without_a_role_gets_403_on_every_admin_route(browser: Browser, live_stack: LiveStack) -> None:
     context = await browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
     page = await context.new_page()
     await sign_in(page, live_stack, "no.role@example.com")

@@ -145,9 +145,9 @@ async def seed_sessions(base: datetime) -> None:
     """A small data set whose figures are worked out by hand in the test below."""
     users = []
     for name in ("u1", "u2", "u3"):
-        user = User(subject=name, email=f"{name}@example.com")
-        await user.save()
-        users.append(user.id)
+        row = User(subject=name, email=f"{name}@example.com")
+        await row.save()
+        users.append(row.id)
     u1, u2, u3 = users
 
     def at(day: int, hour: int = 12) -> datetime:
@@ -177,7 +177,9 @@ async def seed_sessions(base: datetime) -> None:
         )
     plan = Plan(key="pro", stripe_product_id="prod_pro", name="Pro")
     await plan.save()
-    price = Price(stripe_price_id="price_pro_m", plan=plan.id, unit_amount_cents=1000, type="recurring", interval="month")
+    price = Price(
+        stripe_price_id="price_pro_m", plan=plan.id, unit_amount_cents=1000, type="recurring", interval="month"
+    )
     await price.save()
     for i, (user, feedback, reason, canceled) in enumerate(
         [
@@ -219,7 +221,13 @@ async def test_analytics_figures_match_hand_computed_values(db: None) -> None:
     assert figures.median_seconds == pytest.approx(90)
     assert figures.p90_seconds == pytest.approx(228)
     assert figures.by_workflow == [
-        {"workflow": "payment_update", "sessions": 3, "returned": 3, "changed": 2, "changed_share": pytest.approx(2 / 3)},
+        {
+            "workflow": "payment_update",
+            "sessions": 3,
+            "returned": 3,
+            "changed": 2,
+            "changed_share": pytest.approx(2 / 3),
+        },
         {"workflow": "billing_review", "sessions": 2, "returned": 1, "changed": 0, "changed_share": 0.0},
         {"workflow": "cancellation_process", "sessions": 1, "returned": 1, "changed": 1, "changed_share": 1.0},
     ]
@@ -246,7 +254,9 @@ async def test_analytics_page_draws_charts_with_tables_and_csv(client: Client, o
     assert page.status_code == 200
     assert page.text.count('role="img"') == 4
     assert "<dd>6</dd>" in page.text and "83.3 %" in page.text and "1.5 min" in page.text
-    csv = await client.get("/admin/analytics/workflows.csv", params={"date_from": "2026-11-10", "date_to": "2026-11-12"})
+    csv = await client.get(
+        "/admin/analytics/workflows.csv", params={"date_from": "2026-11-10", "date_to": "2026-11-12"}
+    )
     assert csv.headers["content-type"].startswith("text/csv")
     assert csv.text.splitlines()[:2] == [
         "workflow,sessions,returned,changed,changed_share",
@@ -384,7 +394,9 @@ async def test_configuration_edit_is_validated_then_saved_to_stripe_and_drift_sh
     cfg = await gateway.retrieve_portal_configuration(cfg_id)
     token = {"_csrf_token": csrf(operator)}
 
-    too_long = await operator.post(f"/admin/configurations/{cfg_id}/edit", data=token | edit_form(cfg, headline="x" * 61))
+    too_long = await operator.post(
+        f"/admin/configurations/{cfg_id}/edit", data=token | edit_form(cfg, headline="x" * 61)
+    )
     assert too_long.status_code == 422
     assert "At most 60 characters (61 given)." in too_long.text
     assert 'id="headline-error"' in too_long.text
@@ -418,8 +430,11 @@ async def test_configuration_edit_is_validated_then_saved_to_stripe_and_drift_sh
     assert "business_profile.headline" in drift.text and "Manage your Acme plan" in drift.text
     export = await operator.get("/admin/configurations/export.toml")
     assert 'headline = "Manage your Acme plan"' in export.text
-    entry = await AuditEntry.objects().where(AuditEntry.action == "portal_configuration.saved").first().output(
-        load_json=True
+    entry = (
+        await AuditEntry.objects()
+        .where(AuditEntry.action == "portal_configuration.saved")
+        .first()
+        .output(load_json=True)
     )
     assert entry is not None and entry.target == cfg_id
     assert entry.before["business_profile"]["headline"] != entry.after["business_profile"]["headline"]
@@ -430,9 +445,9 @@ async def test_replaying_a_failed_event_applies_it(operator: Client, gateway: An
 
     event = await anext(gateway.events(type="product.created"))
     await record_event(event)
-    await StripeEvent.update({StripeEvent.status: "failed", StripeEvent.attempts: 8, StripeEvent.last_error: "boom"}).where(
-        StripeEvent.stripe_event_id == event["id"]
-    )
+    await StripeEvent.update(
+        {StripeEvent.status: "failed", StripeEvent.attempts: 8, StripeEvent.last_error: "boom"}
+    ).where(StripeEvent.stripe_event_id == event["id"])
     page = await operator.post(
         "/admin/events/replay", data={"_csrf_token": csrf(operator), "event": event["id"]}, follow_redirects=True
     )
