@@ -24,7 +24,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from app.accounts.controller import AccountController
-from app.admin.branding_service import current_branding
+from app.admin.branding_service import BrandingCache
 from app.admin.controller import ADMIN_CONTROLLERS
 from app.auth.controller import AuthController
 from app.auth.oidc import OIDCClient
@@ -78,10 +78,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     oidc = OIDCClient(settings.oidc, redirect_uri=f"{settings.app.base_url}/auth/callback")
 
+    branding = BrandingCache(settings.branding)
+
     async def load_branding(request: Request[Any, Any, Any]) -> None:
         """Pages read the brand (name, colours, footer links) from `request.state.branding`."""
         if not request.url.path.startswith("/static/"):
-            request.state.branding = await current_branding(settings.branding)
+            request.state.branding = await branding.get()
 
     return Litestar(
         route_handlers=[
@@ -103,7 +105,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "stripe_gateway": Provide(lambda: gateway, sync_to_thread=False),
             "worker": Provide(lambda: worker, sync_to_thread=False),
         },
-        state=State({"settings": settings, "oidc": oidc, "stripe_gateway": gateway}),
+        state=State({"settings": settings, "oidc": oidc, "stripe_gateway": gateway, "branding": branding}),
         request_class=HTMXRequest,
         before_request=load_branding,
         plugins=[HTMXPlugin(), FlashPlugin(config=FlashConfig(template_config=template_config)), BillingCLIPlugin()],

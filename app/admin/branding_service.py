@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -90,16 +90,8 @@ def defaults(settings: BrandingSettings) -> BrandingView:
     )
 
 
-_cache: tuple[float, BrandingView | None] = (0.0, None)
-
-
 async def current_branding(settings: BrandingSettings) -> BrandingView:
-    """The saved brand, else the defaults. Cached per process for `CACHE_SECONDS` (a save clears this
-    process's cache; other processes follow within that time)."""
-    global _cache
-    at, view = _cache
-    if view is not None and time.monotonic() - at < CACHE_SECONDS:
-        return view
+    """The saved brand (one indexed read of the `branding` row), else the defaults from settings."""
     row = (
         await Branding.select(
             Branding.product_name,
@@ -116,26 +108,41 @@ async def current_branding(settings: BrandingSettings) -> BrandingView:
         .first()
     )
     if row is None:
-        view = defaults(settings)
-    else:
-        logo = f"/brand/logo?v={int(row['updated_at'].timestamp())}" if row["logo_content_type"] else row["logo_url"]
-        view = BrandingView(
-            product_name=row["product_name"],
-            primary_color=row["primary_color"],
-            accent_color=row["accent_color"],
-            logo_src=logo,
-            support_url=row["support_url"],
-            privacy_url=row["privacy_url"],
-            terms_url=row["terms_url"],
-        )
-    _cache = (time.monotonic(), view)
-    return view
+        return defaults(settings)
+    logo = f"/brand/logo?v={int(row['updated_at'].timestamp())}" if row["logo_content_type"] else row["logo_url"]
+    return BrandingView(
+        product_name=row["product_name"],
+        primary_color=row["primary_color"],
+        accent_color=row["accent_color"],
+        logo_src=logo,
+        support_url=row["support_url"],
+        privacy_url=row["privacy_url"],
+        terms_url=row["terms_url"],
+    )
 
 
-def clear_cache() -> None:
-    """Forget the cached brand of this process."""
-    global _cache
-    _cache = (0.0, None)
+class BrandingCache:
+    """The brand of one app, read at most every `CACHE_SECONDS` (pages read it on every request).
+
+    Nothing another process needs lives here: a save clears this process's copy at once, other
+    processes read the new row within `CACHE_SECONDS`.
+    """
+
+    def __init__(self, settings: BrandingSettings) -> None:
+        self.settings = settings
+        self._at = 0.0
+        self._view: BrandingView | None = None
+
+    async def get(self) -> BrandingView:
+        """The current brand (cached)."""
+        if self._view is None or time.monotonic() - self._at >= CACHE_SECONDS:
+            self._view = await current_branding(self.settings)
+            self._at = time.monotonic()
+        return self._view
+
+    def clear(self) -> None:
+        """Forget the cached brand (after a save)."""
+        self._view = None
 
 
 @dataclass(frozen=True)
@@ -200,7 +207,10 @@ def validate_branding(form: dict[str, Any], logo: Logo | None) -> tuple[Branding
 async def save_branding(
     view: BrandingView, logo: Logo | None, remove_logo: bool, actor: User, settings: BrandingSettings
 ) -> BrandingView:
-    """Store a validated brand (and the uploaded logo, kept unless replaced or `remove_logo`), audit it."""
+    """Store a validated brand (and the uploaded logo, kept unless replaced or `remove_logo`), audit it.
+
+    Returns the brand as now stored. Callers clear their `BrandingCache`.
+    """
     before = await current_branding(settings)
     now = datetime.now(UTC)
     values: dict[Any, Any] = {
@@ -224,11 +234,9 @@ async def save_branding(
             await Branding.update(values).where(Branding.id == 1)
         else:
             await Branding.insert(Branding(id=1, **{c._meta.name: v for c, v in values.items()}))
-        clear_cache()
         after = await current_branding(settings)
         await record_action(actor, "branding.saved", "branding", asdict(before), asdict(after))
-    clear_cache()
-    return replace(after)
+    return after
 
 
 async def logo_image() -> Logo | None:

@@ -505,6 +505,7 @@ class BrandingController(Controller):
         await branding.save_branding(
             view, logo, bool(data.get("remove_logo")), current_user, request.app.state.settings.branding
         )
+        request.app.state.branding.clear()
         return _back("/admin/branding", "Branding saved.", request=request)
 
 
