@@ -109,7 +109,7 @@ def portal_diff(path: Path | None) -> None:
     async def main(gateway: Any) -> int:
         rows = await drift(gateway, spec)
         for row in rows:
-            console.print(f"  {row.workflow}  {row.field}: file={row.file!r} stripe={row.stripe!r}", markup=False)
+            click.echo(f"  {row.workflow}  {row.field}: file={row.file!r} stripe={row.stripe!r}")
         console.print("No drift." if not rows else f"{len(rows)} field(s) differ.")
         return len(rows)
 

@@ -154,6 +154,8 @@ async def test_operator_manages_the_portal_from_the_console(
     await page.get_by_role("link", name="Customers").first.click()
     await page.get_by_label("Email, Stripe customer id or OIDC subject").fill("console.customer@")
     await page.get_by_role("button", name="Search").click()
+    await expect(page.get_by_role("link", name=CUSTOMER)).to_have_count(1)
+    await no_serious_axe_violations(page)
     await page.get_by_role("link", name=CUSTOMER).first.click()
     await expect(page.get_by_role("heading", name="Portal sessions")).to_be_visible()
     await page.get_by_role("button", name="Resync from Stripe").click()

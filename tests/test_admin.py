@@ -455,3 +455,75 @@ async def test_replaying_a_failed_event_applies_it(operator: Client, gateway: An
     stored = await StripeEvent.objects().get(StripeEvent.stripe_event_id == event["id"])
     assert stored is not None and stored.status == "processed" and stored.attempts == 1
     assert await AuditEntry.exists().where(AuditEntry.action == "event.replayed")
+
+
+async def test_reconcile_now_stores_and_applies_undelivered_events(
+    oidc_provider: Any, tmp_path: Path, db: None, stripe_emulator: Any, emulator_control: Any
+) -> None:
+    import asyncio
+    import time
+
+    from app.stripe_gateway import StripeGateway
+
+    # The emulator delivers to the session's app port, where nothing listens in this test: every
+    # delivery fails and Stripe (the emulator) marks the events undelivered.
+    port = free_port()
+    env = settings_env(
+        oidc_provider,
+        tmp_path,
+        APP_BASE_URL=f"http://127.0.0.1:{port}",
+        STRIPE_SECRET_KEY="sk_test_console",
+        STRIPE_API_BASE=stripe_emulator.url,
+    )
+    settings = Settings.from_env(env)
+    gateway = StripeGateway(settings.stripe)
+    person = User(subject="lost-user", email="lost@example.com")
+    await person.save()
+    customer = await gateway.client.v1.customers.create_async(
+        params={"email": "lost@example.com", "metadata": {"user_id": str(person.id)}}
+    )
+    deadline = time.monotonic() + 20
+    while not [e async for e in gateway.events(delivery_success=False, type="customer.created")]:
+        assert time.monotonic() < deadline, "the emulator never gave up delivering"
+        await asyncio.sleep(0.2)
+    async with serve_in_loop(create_app_from(env), port) as base, httpx.AsyncClient(base_url=base) as http:
+        await signed_in(http, oidc_provider, "olga", roles=["admin"])
+        page = await http.post("/admin/events/reconcile", data={"_csrf_token": csrf(http)}, follow_redirects=True)
+    assert "1 undelivered event(s) at Stripe, 1 stored, 1 applied." in page.text
+    linked = await Customer.objects().get(Customer.stripe_customer_id == customer.id)
+    assert linked is not None and linked.user == person.id
+    assert await AuditEntry.exists().where(AuditEntry.action == "events.reconciled")
+
+
+async def test_reconcile_when_stripe_is_unreachable_is_a_friendly_502(client: Client, oidc_provider: Any) -> None:
+    await signed_in(client, oidc_provider, "olga", roles=["admin"])
+    response = await client.post("/admin/events/reconcile", data={"_csrf_token": csrf(client)})
+    assert response.status_code == 502
+    assert "Stripe could not list undelivered events. Try again." in response.text
+    assert "Reference" in response.text or "reference" in response.text
+
+
+async def test_cancellation_details_from_stripe_feed_the_cancellation_figures(
+    billing_client: Client, oidc_provider: Any, gateway: Any
+) -> None:
+    from app.billing.sync import sync_customer
+    from tests.support.billing import buy, signed_in_user
+
+    await signed_in_user(billing_client, oidc_provider, "leaver")
+    await buy(billing_client, "pro_monthly")
+    sub = await Subscription.objects().first()
+    assert sub is not None and sub.cancellation_feedback is None
+    await gateway.client.v1.subscriptions.update_async(
+        sub.stripe_subscription_id,
+        params={"cancel_at_period_end": True, "cancellation_details": {"feedback": "too_expensive"}},
+    )
+    customer = await Customer.objects().first()
+    assert customer is not None
+    await sync_customer(gateway, customer.stripe_customer_id)
+    synced = await Subscription.objects().get(Subscription.id == sub.id)
+    assert synced is not None
+    assert (synced.cancellation_reason, synced.cancellation_feedback) == ("cancellation_requested", "too_expensive")
+    today = datetime.now(UTC).date()
+    figures = await period_figures(Period(today - timedelta(days=1), today + timedelta(days=1), "UTC"))
+    assert figures.cancellations_by_reason == [{"reason": "too_expensive", "cancellations": 1}]
+    assert figures.cancellations_by_plan == [{"plan": "Pro", "cancellations": 1}]

@@ -430,6 +430,8 @@ class ConfigurationsController(Controller):
         active = (form.get("active") or [""])[0] == "true"
         try:
             await configurations.set_active(stripe_gateway, configuration_id, active, current_user)
+        except StripeNotFound as exc:
+            raise NotFoundException from exc
         except StripeGatewayError as exc:
             return stripe_failure_response(request, f"Stripe refused: {exc}", exc)
         return _back(
@@ -456,6 +458,8 @@ class ConfigurationsController(Controller):
             await configurations.use_for_workflow(stripe_gateway, configuration_id, workflow, current_user)
         except configurations.ConfigurationInvalid as exc:
             return _back(back, next(iter(exc.errors.values())), "error", request)
+        except StripeNotFound as exc:
+            raise NotFoundException from exc
         except StripeGatewayError as exc:
             return stripe_failure_response(request, "Stripe did not answer.", exc)
         return _back(back, f"The {workflow} workflow now uses this configuration.", request=request)
