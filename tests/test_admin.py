@@ -337,6 +337,12 @@ async def test_branding_refuses_low_contrast_previews_and_applies_to_pages(clien
     )
     assert preview.status_code == 200 and "This is a preview" in preview.text and "--accent:#0b5394" in preview.text
     assert "#0b5394" not in (await client.get("/account")).text, "a preview saves nothing"
+    not_an_image = await client.post(
+        "/admin/branding",
+        files={"logo": ("logo.png", b"<script>alert(1)</script>", "image/png")},
+        data=form | {"primary_color": "#0b5394"},
+    )
+    assert not_an_image.status_code == 422 and "The logo must be a PNG, JPEG or WebP image." in not_an_image.text
     png = b"\x89PNG\r\n\x1a\n" + b"0" * 64
     saved = await client.post(
         "/admin/branding",
@@ -527,3 +533,13 @@ async def test_cancellation_details_from_stripe_feed_the_cancellation_figures(
     figures = await period_figures(Period(today - timedelta(days=1), today + timedelta(days=1), "UTC"))
     assert figures.cancellations_by_reason == [{"reason": "too_expensive", "cancellations": 1}]
     assert figures.cancellations_by_plan == [{"plan": "Pro", "cancellations": 1}]
+
+
+async def test_replay_returns_only_to_a_page_of_this_site(client: Client, oidc_provider: Any) -> None:
+    await signed_in(client, oidc_provider, "olga", roles=["admin"])
+    form = {"_csrf_token": csrf(client), "event": "evt_none", "back": "https://evil.example/"}
+    response = await client.post("/admin/events/replay", data=form)
+    assert response.status_code == 303 and response.headers["location"] == "/admin/events"
+    form["back"] = "/admin/events/evt_none"
+    response = await client.post("/admin/events/replay", data=form)
+    assert response.headers["location"] == "/admin/events/evt_none"

@@ -26,6 +26,17 @@ from piccolo_conf import DB
 AA_NORMAL_TEXT = 4.5
 PAGE_BACKGROUNDS = ("#ffffff", "#f6f7fb")
 LOGO_TYPES = {"image/png", "image/jpeg", "image/webp"}
+
+
+def _looks_like(content: bytes, content_type: str) -> bool:
+    """The file starts with the signature of its declared image type (so nothing else is served as an image)."""
+    if content_type == "image/png":
+        return content.startswith(b"\x89PNG\r\n\x1a\n")
+    if content_type == "image/jpeg":
+        return content.startswith(b"\xff\xd8\xff")
+    return content[:4] == b"RIFF" and content[8:12] == b"WEBP"
+
+
 MAX_LOGO_BYTES = 256 * 1024
 CACHE_SECONDS = 5.0
 HEX = re.compile(r"#[0-9a-f]{6}")
@@ -188,7 +199,7 @@ def validate_branding(form: dict[str, Any], logo: Logo | None) -> tuple[Branding
             if not parts.netloc or (parts.scheme != "https" and not (parts.scheme == "http" and local)):
                 errors[key] = "Give a full https:// address."
     if logo is not None:
-        if logo.content_type not in LOGO_TYPES:
+        if logo.content_type not in LOGO_TYPES or not _looks_like(logo.content, logo.content_type):
             errors["logo"] = "The logo must be a PNG, JPEG or WebP image."
         elif len(logo.content) > MAX_LOGO_BYTES:
             errors["logo"] = "The logo must be at most 256 KiB."

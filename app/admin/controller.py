@@ -36,6 +36,7 @@ from app.stripe_gateway import StripeGateway, StripeGatewayError, StripeNotFound
 from app.web.errors import stripe_failure_response
 from app.web.guards import requires_admin, requires_support
 from app.web.i18n import timezone_named
+from app.web.redirects import safe_next_path
 
 logger = logging.getLogger(__name__)
 Req = Request[Any, Any, Any]
@@ -141,11 +142,9 @@ class EventsController(Controller):
         if not ids and not form.get("all_failed"):
             return _back("/admin/events", "Select at least one event to replay.", "warning", request)
         applied = await events.replay(stripe_gateway, ids or None, failed=not ids, actor=current_user)
-        return _back(
-            form.get("back", ["/admin/events"])[0] if ids else "/admin/events",
-            f"Replayed: {applied} event(s) applied.",
-            request=request,
-        )
+        # `back` comes from the form: only a path on this site is followed.
+        back = safe_next_path((form.get("back") or [""])[0], default="/admin/events")
+        return _back(back, f"Replayed: {applied} event(s) applied.", request=request)
 
     @post("/ignore", name="admin:events:ignore", guards=[requires_admin], status_code=HTTP_303_SEE_OTHER)
     async def ignore(self, request: Req, current_user: NamedDependency[User]) -> Redirect:

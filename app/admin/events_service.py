@@ -14,9 +14,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from app.admin.audit import record_action
 from app.auth.tables import User
 from app.billing.tables import StripeEvent
 from app.stripe_gateway import StripeGateway
+from app.webhooks.service import drain, record_event
 from piccolo_conf import DB
 
 STATUSES = ("pending", "processed", "failed", "ignored")
@@ -125,9 +127,6 @@ async def replay(
     No transaction is open while Stripe is read: the reset is one statement, `drain` leases its own.
     With `actor`, the replay is written to the audit trail.
     """
-    from app.admin.audit import record_action
-    from app.webhooks.service import drain
-
     if not stripe_event_ids and not failed:
         return 0
     query = StripeEvent.update(
@@ -147,8 +146,6 @@ async def replay(
 
 async def mark_ignored(stripe_event_ids: list[str], actor: User | None = None) -> int:
     """Set the named events to `ignored` (the worker skips them); returns how many changed."""
-    from app.admin.audit import record_action
-
     async with DB.transaction():
         before = await StripeEvent.select(StripeEvent.stripe_event_id, StripeEvent.status).where(
             StripeEvent.stripe_event_id.is_in(list(stripe_event_ids)) & (StripeEvent.status != "ignored")
@@ -184,9 +181,6 @@ async def reconcile(gateway: StripeGateway, hours: int = 72, actor: User | None 
         StripeUnavailable / StripeRequestRejected: listing failed (nothing half-written: each event is
         stored by its own idempotent insert).
     """
-    from app.admin.audit import record_action
-    from app.webhooks.service import drain, record_event
-
     since = int((datetime.now(UTC) - timedelta(hours=hours)).timestamp())
     found = stored = 0
     async for event in gateway.events(delivery_success=False, created={"gte": since}):

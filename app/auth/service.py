@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from app.admin.audit import record_action
 from app.auth.tables import User
 from app.settings import OIDCSettings
 
@@ -43,8 +44,6 @@ async def upsert_user(claims: dict[str, Any], roles: list[str] | None = None) ->
     provider on every sign-in (`roles` from `roles_from_claims`; None leaves them empty); a change
     of roles is written to the audit table. `last_login_at` is set to now (UTC).
     """
-    from app.admin.audit import record_action
-
     now = datetime.now(UTC)
     email = claims.get("email")
     name = claims.get("name") or claims.get("nickname") or None
