@@ -543,3 +543,50 @@ async def test_replay_returns_only_to_a_page_of_this_site(client: Client, oidc_p
     form["back"] = "/admin/events/evt_none"
     response = await client.post("/admin/events/replay", data=form)
     assert response.headers["location"] == "/admin/events/evt_none"
+
+
+@pytest.mark.usefixtures("portal_configured")
+async def test_configurations_are_activated_deactivated_and_chosen_per_workflow(operator: Client, gateway: Any) -> None:
+    from app.portal.tables import PortalConfiguration
+
+    row = await PortalConfiguration.objects().get(PortalConfiguration.workflow == "billing_review")
+    assert row is not None
+    cfg_id = row.stripe_configuration_id
+    token = {"_csrf_token": csrf(operator)}
+    page = await operator.post(
+        f"/admin/configurations/{cfg_id}/active", data=token | {"active": "false"}, follow_redirects=True
+    )
+    assert "Deactivated." in page.text and (await gateway.retrieve_portal_configuration(cfg_id))["active"] is False
+    refused = await operator.post(
+        f"/admin/configurations/{cfg_id}/use", data=token | {"workflow": "payment_update"}, follow_redirects=True
+    )
+    assert "Activate the configuration first." in refused.text
+    await operator.post(f"/admin/configurations/{cfg_id}/active", data=token | {"active": "true"})
+    assert (await gateway.retrieve_portal_configuration(cfg_id))["active"] is True
+    shared = await operator.post(
+        f"/admin/configurations/{cfg_id}/use", data=token | {"workflow": "payment_update"}, follow_redirects=True
+    )
+    assert "This configuration already serves the billing_review workflow; create another." in shared.text
+    created = await operator.post(
+        "/admin/configurations/new",
+        data=token | {"name": "Cards only", "payment_method_update": "on", "invoice_history": "on"},
+    )
+    assert created.status_code == 303
+    new_id = created.headers["location"].rsplit("/", 1)[1]
+    assert (await gateway.retrieve_portal_configuration(new_id))["name"] == "Cards only"
+    used = await operator.post(
+        f"/admin/configurations/{new_id}/use", data=token | {"workflow": "payment_update"}, follow_redirects=True
+    )
+    assert "The payment_update workflow now uses this configuration." in used.text
+    chosen = await PortalConfiguration.objects().get(PortalConfiguration.workflow == "payment_update")
+    assert chosen is not None and chosen.stripe_configuration_id == new_id
+    assert (
+        await operator.post("/admin/configurations/bpc_missing/active", data=token | {"active": "true"})
+    ).status_code == 404
+    actions = [e["action"] for e in await AuditEntry.select(AuditEntry.action).order_by(AuditEntry.id)]
+    assert actions[-4:] == [
+        "portal_configuration.deactivated",
+        "portal_configuration.activated",
+        "portal_configuration.saved",
+        "portal_configuration.used_for",
+    ]

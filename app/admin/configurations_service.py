@@ -338,7 +338,8 @@ async def use_for_workflow(gateway: StripeGateway, configuration_id: str, workfl
     """Make this app's `workflow` use `configuration_id` (checked to exist and be active in Stripe).
 
     Raises:
-        ConfigurationInvalid: unknown workflow or inactive configuration. StripeNotFound: no such configuration.
+        ConfigurationInvalid: unknown workflow, inactive configuration, or one that already serves another
+            workflow. StripeNotFound: no such configuration.
     """
     from app.portal.service import WORKFLOWS
 
@@ -347,6 +348,14 @@ async def use_for_workflow(gateway: StripeGateway, configuration_id: str, workfl
     cfg = await gateway.retrieve_portal_configuration(configuration_id)
     if not cfg.get("active"):
         raise ConfigurationInvalid({"workflow": "Activate the configuration first."})
+    serving = await PortalConfiguration.select(PortalConfiguration.workflow).where(
+        (PortalConfiguration.stripe_configuration_id == configuration_id) & (PortalConfiguration.workflow != workflow)
+    )
+    if serving:
+        # `portal_configuration.stripe_configuration_id` is unique: each workflow keeps its own configuration.
+        raise ConfigurationInvalid(
+            {"workflow": f"This configuration already serves the {serving[0]['workflow']} workflow; create another."}
+        )
     previous = (
         await PortalConfiguration.select(PortalConfiguration.stripe_configuration_id)
         .where(PortalConfiguration.workflow == workflow)
