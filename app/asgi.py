@@ -9,9 +9,10 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
@@ -24,6 +25,8 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from app.accounts.controller import AccountController
+from app.admin.branding_service import BrandingCache
+from app.admin.controller import ADMIN_CONTROLLERS
 from app.api.auth import provide_api_user
 from app.api.billing import BillingApiController
 from app.api.compat import CompatibilityController
@@ -96,6 +99,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     oidc = OIDCClient(settings.oidc, redirect_uri=f"{settings.app.base_url}/auth/callback")
 
+    branding = BrandingCache(settings.branding)
+
+    async def load_branding(request: Request[Any, Any, Any]) -> None:
+        """Pages read the brand (name, colours, footer links) from `request.state.branding`."""
+        if not request.url.path.startswith("/static/"):
+            request.state.branding = await branding.get()
+
     metrics = (
         PrometheusConfig(app_name="billing", prefix="billing", group_path=True, exclude=["^/metrics", "^/static/"])
         if settings.app.metrics
@@ -118,6 +128,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             BillingApiController,
             PortalApiController,
             CompatibilityController,
+            *ADMIN_CONTROLLERS,
             create_static_files_router(path="/static", directories=[PROJECT_ROOT / "static"], name="static"),
         ],
         dependencies={
@@ -128,8 +139,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "worker": Provide(lambda: worker, sync_to_thread=False),
             "run_worker": Provide(lambda: settings.app.event_worker, sync_to_thread=False),
         },
-        state=State({"settings": settings, "oidc": oidc, "stripe_gateway": gateway, "worker": worker}),
+        state=State(
+            {"settings": settings, "oidc": oidc, "stripe_gateway": gateway, "worker": worker, "branding": branding}
+        ),
         request_class=HTMXRequest,
+        before_request=load_branding,
         plugins=[HTMXPlugin(), FlashPlugin(config=FlashConfig(template_config=template_config)), BillingCLIPlugin()],
         middleware=[*([metrics.middleware] if metrics else []), session_config(settings.app).middleware],
         stores={"sessions": sessions, "rate_limit": rate_limit_store(settings.app)},

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
+from app.admin.tables import AuditEntry, Branding
 from app.api.tables import IdempotencyKey
 from app.auth.tables import User
 from app.billing.tables import (
@@ -38,6 +39,8 @@ APP_CONFIG = AppConfig(
         EventWorkerHeartbeat,
         ScheduledTask,
         IdempotencyKey,
+        AuditEntry,
+        Branding,
     ],
     migration_dependencies=[],
     commands=[],

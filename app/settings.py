@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,13 @@ class OIDCSettings:
     """`OIDC_SCOPE`: scopes requested at sign-in."""
     http_timeout: float = 10.0
     """`OIDC_HTTP_TIMEOUT`: seconds to wait for the provider's discovery, JWKS and token endpoints."""
+    roles_claim: str = "roles"
+    """`OIDC_ROLES_CLAIM`: the ID token claim holding the person's roles (a list, or a space/comma
+    separated string), e.g. Auth0's namespaced `https://billing.example.com/roles`. Read at each sign-in."""
+    admin_subjects: tuple[str, ...] = ()
+    """`ADMIN_SUBJECTS`: comma-separated OIDC subjects that are always `admin` (bootstrap)."""
+    admin_emails: tuple[str, ...] = ()
+    """`ADMIN_EMAILS`: comma-separated emails that are always `admin`, only when the provider says verified."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +168,26 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class BrandingSettings:
+    """Defaults of the app's own look; operators change them in `/admin/branding` (stored in the database)."""
+
+    product_name: str = "Billing"
+    """`BRAND_NAME`: the product name in the header and page titles."""
+    primary_color: str = "#4338ca"
+    """`BRAND_PRIMARY_COLOR`: `#rrggbb` of buttons and links (white text on it must pass WCAG AA)."""
+    accent_color: str = "#146c43"
+    """`BRAND_ACCENT_COLOR`: `#rrggbb` of highlights (white text on it must pass WCAG AA)."""
+    logo_url: str | None = None
+    """`BRAND_LOGO_URL`: an https URL of the logo shown in the header (optional)."""
+    support_url: str | None = None
+    """`SUPPORT_URL`: footer link to support (optional)."""
+    privacy_url: str | None = None
+    """`PRIVACY_URL`: footer link to the privacy policy (optional)."""
+    terms_url: str | None = None
+    """`TERMS_URL`: footer link to the terms of service (optional)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     app: AppSettings = field(default_factory=AppSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -167,6 +195,7 @@ class Settings:
     stripe: StripeSettings = field(default_factory=StripeSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    branding: BrandingSettings = field(default_factory=BrandingSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -319,6 +348,26 @@ class Settings:
                 break
             allowed_origins.append(f"{parts.scheme}://{parts.netloc}".lower())
 
+        def csv(name: str) -> tuple[str, ...]:
+            return tuple(v.strip() for v in (get(name) or "").split(",") if v.strip())
+
+        def color(name: str, default: str) -> str:
+            value = (get(name, default) or default).lower()
+            if not re.fullmatch(r"#[0-9a-f]{6}", value):
+                errors.append(f"{name} must be a colour written #rrggbb")
+                return default
+            return value
+
+        branding = BrandingSettings(
+            product_name=get("BRAND_NAME", "Billing") or "Billing",
+            primary_color=color("BRAND_PRIMARY_COLOR", BrandingSettings.primary_color),
+            accent_color=color("BRAND_ACCENT_COLOR", BrandingSettings.accent_color),
+            logo_url=url("BRAND_LOGO_URL"),
+            support_url=url("SUPPORT_URL"),
+            privacy_url=url("PRIVACY_URL"),
+            terms_url=url("TERMS_URL"),
+        )
+
         if errors:
             raise SettingsError("Invalid configuration:\n  - " + "\n  - ".join(errors))
 
@@ -351,6 +400,9 @@ class Settings:
                 is_auth0=bool(auth0_domain),
                 scope=get("OIDC_SCOPE", "openid profile email") or "openid profile email",
                 http_timeout=http_timeout,
+                roles_claim=get("OIDC_ROLES_CLAIM", "roles") or "roles",
+                admin_subjects=csv("ADMIN_SUBJECTS"),
+                admin_emails=tuple(e.lower() for e in csv("ADMIN_EMAILS")),
             ),
             stripe=StripeSettings(
                 secret_key=secret_key,
@@ -363,6 +415,7 @@ class Settings:
             ),
             worker=worker,
             api=ApiSettings(audience=api_audience, allowed_origins=tuple(allowed_origins)),
+            branding=branding,
         )
 
 

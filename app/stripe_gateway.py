@@ -446,6 +446,19 @@ class StripeGateway:
             )
         )
 
+    async def retrieve_portal_configuration(self, configuration_id: str) -> dict[str, Any]:
+        """https://docs.stripe.com/api/customer_portal/configurations/retrieve
+
+        Raises:
+            StripeNotFound: no such configuration.
+        """
+        return as_dict(
+            await self._call(
+                "billing_portal.configurations.retrieve",
+                lambda: self.client.v1.billing_portal.configurations.retrieve_async(configuration_id),
+            )
+        )
+
     # Events — https://docs.stripe.com/api/events
 
     def events(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
