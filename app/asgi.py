@@ -52,6 +52,7 @@ from app.web.pages import home, not_found
 from app.web.security import wrap_app
 from app.web.sessions import purge_expired_sessions, rate_limit_store, session_config, session_store
 from app.web.templating import configure_engine
+from app.web.validation import refuse_unstorable_input
 from app.webhooks.controller import stripe_webhook
 from app.webhooks.worker import EventWorker
 from piccolo_conf import DB
@@ -101,8 +102,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     branding = BrandingCache(settings.branding)
 
-    async def load_branding(request: Request[Any, Any, Any]) -> None:
-        """Pages read the brand (name, colours, footer links) from `request.state.branding`."""
+    async def before_request(request: Request[Any, Any, Any]) -> None:
+        """Refuse input PostgreSQL cannot hold, then give pages the brand (name, colours, footer links)
+        in `request.state.branding`."""
+        refuse_unstorable_input(request)
         if not request.url.path.startswith("/static/"):
             request.state.branding = await branding.get()
 
@@ -143,7 +146,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             {"settings": settings, "oidc": oidc, "stripe_gateway": gateway, "worker": worker, "branding": branding}
         ),
         request_class=HTMXRequest,
-        before_request=load_branding,
+        before_request=before_request,
         plugins=[HTMXPlugin(), FlashPlugin(config=FlashConfig(template_config=template_config)), BillingCLIPlugin()],
         middleware=[*([metrics.middleware] if metrics else []), session_config(settings.app).middleware],
         stores={"sessions": sessions, "rate_limit": rate_limit_store(settings.app)},

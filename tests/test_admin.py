@@ -324,6 +324,12 @@ def test_colours_below_wcag_aa_contrast_are_refused() -> None:
     assert errors == {}
 
 
+async def brand_css(client: Client, page: str) -> str:
+    """The brand stylesheets a page links (`/brand.css?...`), fetched as the browser would, joined."""
+    links = re.findall(r'<link rel="stylesheet" href="(/brand\.css\?[^"]+)"', page)
+    return "".join([(await client.get(link.replace("&amp;", "&"))).text for link in links])
+
+
 async def test_branding_refuses_low_contrast_previews_and_applies_to_pages(client: Client, oidc_provider: Any) -> None:
     await signed_in(client, oidc_provider, "olga", roles=["admin"])
     form = {"_csrf_token": csrf(client), "product_name": "Acme Billing", "primary_color": "#ffcc00"}
@@ -335,8 +341,9 @@ async def test_branding_refuses_low_contrast_previews_and_applies_to_pages(clien
     preview = await client.post(
         "/admin/branding", files={"x": ("", b"")}, data=form | {"primary_color": "#0b5394", "action": "preview"}
     )
-    assert preview.status_code == 200 and "This is a preview" in preview.text and "--accent:#0b5394" in preview.text
-    assert "#0b5394" not in (await client.get("/account")).text, "a preview saves nothing"
+    assert preview.status_code == 200 and "This is a preview" in preview.text
+    assert ".preview-box{--accent:#0b5394" in await brand_css(client, preview.text)
+    assert "#0b5394" not in await brand_css(client, (await client.get("/account")).text), "a preview saves nothing"
     not_an_image = await client.post(
         "/admin/branding",
         files={"logo": ("logo.png", b"<script>alert(1)</script>", "image/png")},
@@ -352,7 +359,7 @@ async def test_branding_refuses_low_contrast_previews_and_applies_to_pages(clien
     )
     assert "Branding saved." in saved.text
     account = await client.get("/account")
-    assert "--accent:#0b5394" in account.text and "Acme Billing" in account.text
+    assert ":root{--accent:#0b5394" in await brand_css(client, account.text) and "Acme Billing" in account.text
     assert 'href="https://acme.example/terms"' in account.text
     logo_src = re.search(r'src="(/brand/logo\?v=\d+)"', account.text)
     assert logo_src is not None

@@ -80,7 +80,7 @@ class BrandingView:
         """`/brand.css` for these colours: the page links it (the CSP allows no inline styles). The
         colours travel in the URL, so the stylesheet can be cached for good. `scope`: `site` (`:root`)
         or `preview` (only the preview box and swatches of the branding form)."""
-        return "/brand.css?" + urlencode({"primary": self.primary_color, "accent": self.accent_color, "scope": scope})
+        return "/brand.css?" + urlencode({"primary": self.primary_color, "accent": self.accent_color, "part": scope})
 
 
 def brand_stylesheet(primary: str, accent: str, scope: str = "site") -> str:

@@ -17,7 +17,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import Body, FromPath, FromQuery
 from litestar.plugins.flash import flash
 from litestar.response import Redirect, Template
@@ -37,6 +37,7 @@ from app.web.errors import stripe_failure_response
 from app.web.guards import requires_admin, requires_support
 from app.web.i18n import timezone_named
 from app.web.redirects import safe_next_path
+from app.web.validation import within_int4
 
 logger = logging.getLogger(__name__)
 Req = Request[Any, Any, Any]
@@ -112,6 +113,8 @@ class EventsController(Controller):
             date_to=_date(date_to),
             timezone=_tz(request),
         )
+        if not within_int4(before):
+            raise ValidationException("before must be an event row id")
         rows = await events.list_events(flt, before_id=before)
         context = {
             "rows": rows,
@@ -522,9 +525,10 @@ async def brand_logo() -> Response[bytes]:
 
 
 @get("/brand.css", name="brand:stylesheet", cache=86400, opt={"skip_session": True})
-async def brand_stylesheet(primary: str = "", accent: str = "", scope: str = "site") -> Response[str]:
-    """The brand's colours as a stylesheet (`BrandingView.stylesheet_url` builds the link)."""
-    css = branding.brand_stylesheet(primary[:16], accent[:16], "preview" if scope == "preview" else "site")
+async def brand_stylesheet(primary: str = "", accent: str = "", part: str = "site") -> Response[str]:
+    """The brand's colours as a stylesheet (`BrandingView.stylesheet_url` builds the link); `part` is
+    `site` or `preview` (the branding form's preview box)."""
+    css = branding.brand_stylesheet(primary[:16], accent[:16], "preview" if part == "preview" else "site")
     return Response(css, media_type="text/css; charset=utf-8")
 
 

@@ -19,7 +19,7 @@ from app.auth.tables import User
 from app.billing.tables import StripeEvent
 from app.db import transaction
 from app.stripe_gateway import StripeGateway
-from app.webhooks.service import drain, queue_health, reconcile_undelivered
+from app.webhooks.service import drain, reconcile_undelivered
 from app.webhooks.service import replay as replay_events
 
 STATUSES = ("pending", "processing", "processed", "failed", "dead", "ignored")
@@ -69,14 +69,23 @@ class EventsOverview:
     oldest_due_age: timedelta | None = None
 
 
-async def overview() -> EventsOverview:
-    """Counts per status (every status in `STATUSES`, zero when absent) and how long the longest-waiting
-    due event has been due (`app.webhooks.service.queue_health`, the figure `/healthz` judges)."""
+async def overview(now: datetime | None = None) -> EventsOverview:
+    """Counts per status (every status in `STATUSES`, zero when absent) and the oldest due event's age.
+
+    "Due" is pending or failed with `next_attempt_at` in the past, or processing with a lapsed lease;
+    its age counts from `received_at`. (`/healthz` judges the time past due instead.)
+    """
     rows = await StripeEvent.raw("SELECT status, count(*) AS n FROM stripe_event GROUP BY status")
     counts = dict.fromkeys(STATUSES, 0) | {r["status"]: int(r["n"]) for r in rows}
-    queue = await queue_health()
-    due = timedelta(seconds=queue.oldest_due_seconds) if queue.due else None
-    return EventsOverview(counts=counts, oldest_due_age=due)
+    oldest = await StripeEvent.raw(
+        "SELECT min(received_at) AS at FROM stripe_event WHERE "
+        "(status IN ('pending', 'failed') AND next_attempt_at <= COALESCE({}::timestamptz, now())) "
+        "OR (status = 'processing' AND lease_expires_at <= COALESCE({}::timestamptz, now()))",
+        now,
+        now,
+    )
+    at = oldest[0]["at"] if oldest else None
+    return EventsOverview(counts=counts, oldest_due_age=((now or datetime.now(UTC)) - at) if at else None)
 
 
 async def list_events(flt: EventFilter, before_id: int | None = None, limit: int = PAGE_SIZE) -> list[dict[str, Any]]:
