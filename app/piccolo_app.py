@@ -16,6 +16,16 @@ from app.billing.tables import (
     StripeEvent,
     Subscription,
 )
+from app.entitlements.tables import (
+    CustomerState,
+    Entitlement,
+    EntitlementOverride,
+    Feature,
+    HostApiKey,
+    HostWebhook,
+    HostWebhookEndpoint,
+    PlanFeature,
+)
 from app.portal.tables import PortalConfiguration, PortalSession
 
 APP_CONFIG = AppConfig(
@@ -32,6 +42,14 @@ APP_CONFIG = AppConfig(
         PortalConfiguration,
         PortalSession,
         BillingChange,
+        Feature,
+        PlanFeature,
+        Entitlement,
+        EntitlementOverride,
+        CustomerState,
+        HostApiKey,
+        HostWebhookEndpoint,
+        HostWebhook,
     ],
     migration_dependencies=[],
     commands=[],
