@@ -90,11 +90,28 @@ class StripeSettings:
 
 
 @dataclass(frozen=True)
+class HostWebhookTarget:
+    url: str
+    secret: str
+
+
+@dataclass(frozen=True)
+class EntitlementSettings:
+    grace_days: int = 7
+    """`ENTITLEMENT_GRACE_DAYS`: days a `past_due` subscription keeps its features after its period started."""
+    webhook_endpoints: tuple[HostWebhookTarget, ...] = ()
+    """`HOST_WEBHOOK_ENDPOINTS`: `<url> <whsec_…>` pairs, comma-separated: where `customer.state_changed` goes."""
+    api_rate_limit: int = 600
+    """`HOST_API_RATE_LIMIT`: requests per minute per host API key."""
+
+
+@dataclass(frozen=True)
 class Settings:
     app: AppSettings = field(default_factory=AppSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     oidc: OIDCSettings = field(default_factory=OIDCSettings)
     stripe: StripeSettings = field(default_factory=StripeSettings)
+    entitlements: EntitlementSettings = field(default_factory=EntitlementSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -177,6 +194,30 @@ class Settings:
             errors.append("STRIPE_WEBHOOK_SECRET must hold whsec_… secrets, comma-separated")
         api_base = url("STRIPE_API_BASE")
 
+        grace_days = 7
+        try:
+            grace_days = int(get("ENTITLEMENT_GRACE_DAYS", "7") or "7")
+            if grace_days < 0:
+                raise ValueError
+        except ValueError:
+            errors.append("ENTITLEMENT_GRACE_DAYS must be a whole number of days (0 or more)")
+        api_rate_limit = 600
+        try:
+            api_rate_limit = int(get("HOST_API_RATE_LIMIT", "600") or "600")
+            if api_rate_limit < 1:
+                raise ValueError
+        except ValueError:
+            errors.append("HOST_API_RATE_LIMIT must be a positive number of requests per minute")
+        endpoints: list[HostWebhookTarget] = []
+        for pair in (get("HOST_WEBHOOK_ENDPOINTS") or "").split(","):
+            if not pair.strip():
+                continue
+            parts = pair.split()
+            if len(parts) != 2 or urlsplit(parts[0]).scheme not in ("http", "https") or not parts[1].startswith("whsec_"):
+                errors.append("HOST_WEBHOOK_ENDPOINTS must hold `<http(s) URL> <whsec_…>` pairs, comma-separated")
+                break
+            endpoints.append(HostWebhookTarget(url=parts[0], secret=parts[1]))
+
         if errors:
             raise SettingsError("Invalid configuration:\n  - " + "\n  - ".join(errors))
 
@@ -206,5 +247,8 @@ class Settings:
                 publishable_key=publishable_key,
                 webhook_secrets=webhook_secrets,
                 api_base=api_base.rstrip("/") if api_base else None,
+            ),
+            entitlements=EntitlementSettings(
+                grace_days=grace_days, webhook_endpoints=tuple(endpoints), api_rate_limit=api_rate_limit
             ),
         )
