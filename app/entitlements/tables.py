@@ -40,7 +40,7 @@ class Entitlement(Table):
     """One feature a customer may use now, with where it comes from (in ids and in words)."""
 
     id = Serial(primary_key=True)
-    customer = ForeignKey(references=Customer, null=False, index=True, db_column_name="customer_id")
+    customer = ForeignKey(references=Customer, null=True, index=True, db_column_name="customer_id")
     user = ForeignKey(references=User, null=False, index=True, db_column_name="user_id")
     feature = Varchar(length=80, help_text="The feature's lookup key")
     source = Varchar(length=20, help_text="subscription | lifetime | grant | stripe")
@@ -68,7 +68,7 @@ class CustomerState(Table):
     """The state last published to the host for one customer (what `GET …/state` returns)."""
 
     id = Serial(primary_key=True)
-    customer = ForeignKey(references=Customer, null=False, unique=True, db_column_name="customer_id")
+    customer = ForeignKey(references=Customer, null=True, db_column_name="customer_id")
     user = ForeignKey(references=User, null=False, unique=True, index=True, db_column_name="user_id")
     state = JSONB(default="{}")
     fingerprint = Varchar(length=64, default="", help_text="sha256 of plan, status and entitlements")
@@ -102,12 +102,12 @@ class HostWebhookEndpoint(Table):
 
 
 class HostWebhook(Table):
-    """Outbox: one outbound webhook to one endpoint, delivered in order per customer and endpoint."""
+    """Outbox: one outbound webhook to one endpoint, delivered in order per person and endpoint."""
 
     id = Serial(primary_key=True)
     message_id = Varchar(length=64, index=True, help_text="`webhook-id`; the same on every retry")
     endpoint_url = Varchar(length=2000)
-    stripe_customer_id = Varchar(length=255, index=True)
+    user = ForeignKey(references=User, null=False, index=True, db_column_name="user_id")
     type = Varchar(length=64)
     payload = JSONB()
     status = Varchar(length=12, default="pending", index=True, help_text="pending | delivered | failed")

@@ -54,7 +54,7 @@ class User(Table, tablename="user", schema=None):
     )
 
 
-ID = "2026-12-01T15:13:26:294901"
+ID = "2026-12-01T15:15:51:027355"
 VERSION = "1.38.0"
 DESCRIPTION = "entitlements, host API keys and the host webhook outbox"
 
@@ -65,8 +65,29 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="HostWebhookEndpoint",
-        tablename="host_webhook_endpoint",
+        class_name="EntitlementOverride",
+        tablename="entitlement_override",
+        schema=None,
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="PlanFeature",
+        tablename="plan_feature",
+        schema=None,
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="HostApiKey",
+        tablename="host_api_key",
+        schema=None,
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="HostWebhook",
+        tablename="host_webhook",
         schema=None,
         columns=None,
     )
@@ -79,8 +100,8 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="PlanFeature",
-        tablename="plan_feature",
+        class_name="HostWebhookEndpoint",
+        tablename="host_webhook_endpoint",
         schema=None,
         columns=None,
     )
@@ -96,30 +117,9 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="HostApiKey",
-        tablename="host_api_key",
-        schema=None,
-        columns=None,
-    )
-
-    manager.add_table(
-        class_name="EntitlementOverride",
+    manager.add_column(
+        table_class_name="EntitlementOverride",
         tablename="entitlement_override",
-        schema=None,
-        columns=None,
-    )
-
-    manager.add_table(
-        class_name="HostWebhook",
-        tablename="host_webhook",
-        schema=None,
-        columns=None,
-    )
-
-    manager.add_column(
-        table_class_name="HostWebhookEndpoint",
-        tablename="host_webhook_endpoint",
         column_name="id",
         db_column_name="id",
         column_class_name="Serial",
@@ -138,138 +138,8 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="HostWebhookEndpoint",
-        tablename="host_webhook_endpoint",
-        column_name="url",
-        db_column_name="url",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 2000,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": True,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="HostWebhookEndpoint",
-        tablename="host_webhook_endpoint",
-        column_name="secret",
-        db_column_name="secret",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 200,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": True,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="HostWebhookEndpoint",
-        tablename="host_webhook_endpoint",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="HostWebhookEndpoint",
-        tablename="host_webhook_endpoint",
-        column_name="disabled_at",
-        db_column_name="disabled_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="CustomerState",
-        tablename="customer_state",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="Serial",
-        column_class=Serial,
-        params={
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="CustomerState",
-        tablename="customer_state",
-        column_name="customer",
-        db_column_name="customer_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": Customer,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": True,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": "customer_id",
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="CustomerState",
-        tablename="customer_state",
+        table_class_name="EntitlementOverride",
+        tablename="entitlement_override",
         column_name="user",
         db_column_name="user_id",
         column_class_name="ForeignKey",
@@ -281,7 +151,7 @@ async def forwards():
             "target_column": None,
             "null": False,
             "primary_key": False,
-            "unique": True,
+            "unique": False,
             "index": True,
             "index_method": IndexMethod.btree,
             "choices": None,
@@ -292,35 +162,14 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="CustomerState",
-        tablename="customer_state",
-        column_name="state",
-        db_column_name="state",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": "{}",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="CustomerState",
-        tablename="customer_state",
-        column_name="fingerprint",
-        db_column_name="fingerprint",
+        table_class_name="EntitlementOverride",
+        tablename="entitlement_override",
+        column_name="feature",
+        db_column_name="feature",
         column_class_name="Varchar",
         column_class=Varchar,
         params={
-            "length": 64,
+            "length": 80,
             "default": "",
             "null": False,
             "primary_key": False,
@@ -335,14 +184,15 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="CustomerState",
-        tablename="customer_state",
-        column_name="stripe_entitlements",
-        db_column_name="stripe_entitlements",
-        column_class_name="JSONB",
-        column_class=JSONB,
+        table_class_name="EntitlementOverride",
+        tablename="entitlement_override",
+        column_name="kind",
+        db_column_name="kind",
+        column_class_name="Varchar",
+        column_class=Varchar,
         params={
-            "default": "[]",
+            "length": 8,
+            "default": "",
             "null": False,
             "primary_key": False,
             "unique": False,
@@ -356,10 +206,10 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="CustomerState",
-        tablename="customer_state",
-        column_name="next_change_at",
-        db_column_name="next_change_at",
+        table_class_name="EntitlementOverride",
+        tablename="entitlement_override",
+        column_name="ends_at",
+        db_column_name="ends_at",
         column_class_name="Timestamptz",
         column_class=Timestamptz,
         params={
@@ -367,7 +217,7 @@ async def forwards():
             "null": True,
             "primary_key": False,
             "unique": False,
-            "index": True,
+            "index": False,
             "index_method": IndexMethod.btree,
             "choices": None,
             "db_column_name": None,
@@ -377,14 +227,14 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="CustomerState",
-        tablename="customer_state",
-        column_name="version",
-        db_column_name="version",
-        column_class_name="Integer",
-        column_class=Integer,
+        table_class_name="EntitlementOverride",
+        tablename="entitlement_override",
+        column_name="note",
+        db_column_name="note",
+        column_class_name="Text",
+        column_class=Text,
         params={
-            "default": 0,
+            "default": "",
             "null": False,
             "primary_key": False,
             "unique": False,
@@ -398,10 +248,32 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="CustomerState",
-        tablename="customer_state",
-        column_name="updated_at",
-        db_column_name="updated_at",
+        table_class_name="EntitlementOverride",
+        tablename="entitlement_override",
+        column_name="created_by",
+        db_column_name="created_by",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "cli",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="EntitlementOverride",
+        tablename="entitlement_override",
+        column_name="created_at",
+        db_column_name="created_at",
         column_class_name="Timestamptz",
         column_class=Timestamptz,
         params={
@@ -495,332 +367,6 @@ async def forwards():
             "length": 255,
             "default": None,
             "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Feature",
-        tablename="feature",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="Serial",
-        column_class=Serial,
-        params={
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Feature",
-        tablename="feature",
-        column_name="lookup_key",
-        db_column_name="lookup_key",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 80,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": True,
-            "index": True,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Feature",
-        tablename="feature",
-        column_name="name",
-        db_column_name="name",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Feature",
-        tablename="feature",
-        column_name="stripe_feature_id",
-        db_column_name="stripe_feature_id",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": True,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Feature",
-        tablename="feature",
-        column_name="active",
-        db_column_name="active",
-        column_class_name="Boolean",
-        column_class=Boolean,
-        params={
-            "default": True,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Entitlement",
-        tablename="entitlement",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="Serial",
-        column_class=Serial,
-        params={
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Entitlement",
-        tablename="entitlement",
-        column_name="customer",
-        db_column_name="customer_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": Customer,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": True,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": "customer_id",
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Entitlement",
-        tablename="entitlement",
-        column_name="user",
-        db_column_name="user_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": User,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": True,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": "user_id",
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Entitlement",
-        tablename="entitlement",
-        column_name="feature",
-        db_column_name="feature",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 80,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Entitlement",
-        tablename="entitlement",
-        column_name="source",
-        db_column_name="source",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 20,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Entitlement",
-        tablename="entitlement",
-        column_name="source_id",
-        db_column_name="source_id",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Entitlement",
-        tablename="entitlement",
-        column_name="price_id",
-        db_column_name="price_id",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Entitlement",
-        tablename="entitlement",
-        column_name="description",
-        db_column_name="description",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Entitlement",
-        tablename="entitlement",
-        column_name="until",
-        db_column_name="until",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="Entitlement",
-        tablename="entitlement",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
             "primary_key": False,
             "unique": False,
             "index": False,
@@ -1004,179 +550,6 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="EntitlementOverride",
-        tablename="entitlement_override",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="Serial",
-        column_class=Serial,
-        params={
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="EntitlementOverride",
-        tablename="entitlement_override",
-        column_name="user",
-        db_column_name="user_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": User,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": True,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": "user_id",
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="EntitlementOverride",
-        tablename="entitlement_override",
-        column_name="feature",
-        db_column_name="feature",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 80,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="EntitlementOverride",
-        tablename="entitlement_override",
-        column_name="kind",
-        db_column_name="kind",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 8,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="EntitlementOverride",
-        tablename="entitlement_override",
-        column_name="ends_at",
-        db_column_name="ends_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="EntitlementOverride",
-        tablename="entitlement_override",
-        column_name="note",
-        db_column_name="note",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="EntitlementOverride",
-        tablename="entitlement_override",
-        column_name="created_by",
-        db_column_name="created_by",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "cli",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="EntitlementOverride",
-        tablename="entitlement_override",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
         table_class_name="HostWebhook",
         tablename="host_webhook",
         column_name="id",
@@ -1243,20 +616,22 @@ async def forwards():
     manager.add_column(
         table_class_name="HostWebhook",
         tablename="host_webhook",
-        column_name="stripe_customer_id",
-        db_column_name="stripe_customer_id",
-        column_class_name="Varchar",
-        column_class=Varchar,
+        column_name="user",
+        db_column_name="user_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
         params={
-            "length": 255,
-            "default": "",
+            "references": User,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
             "null": False,
             "primary_key": False,
             "unique": False,
             "index": True,
             "index_method": IndexMethod.btree,
             "choices": None,
-            "db_column_name": None,
+            "db_column_name": "user_id",
             "secret": False,
         },
         schema=None,
@@ -1442,6 +817,633 @@ async def forwards():
         params={
             "default": None,
             "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="CustomerState",
+        tablename="customer_state",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="Serial",
+        column_class=Serial,
+        params={
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="CustomerState",
+        tablename="customer_state",
+        column_name="customer",
+        db_column_name="customer_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Customer,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": "customer_id",
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="CustomerState",
+        tablename="customer_state",
+        column_name="user",
+        db_column_name="user_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": User,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": True,
+            "index": True,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": "user_id",
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="CustomerState",
+        tablename="customer_state",
+        column_name="state",
+        db_column_name="state",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": "{}",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="CustomerState",
+        tablename="customer_state",
+        column_name="fingerprint",
+        db_column_name="fingerprint",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 64,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="CustomerState",
+        tablename="customer_state",
+        column_name="stripe_entitlements",
+        db_column_name="stripe_entitlements",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": "[]",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="CustomerState",
+        tablename="customer_state",
+        column_name="next_change_at",
+        db_column_name="next_change_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": True,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="CustomerState",
+        tablename="customer_state",
+        column_name="version",
+        db_column_name="version",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 0,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="CustomerState",
+        tablename="customer_state",
+        column_name="updated_at",
+        db_column_name="updated_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="HostWebhookEndpoint",
+        tablename="host_webhook_endpoint",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="Serial",
+        column_class=Serial,
+        params={
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="HostWebhookEndpoint",
+        tablename="host_webhook_endpoint",
+        column_name="url",
+        db_column_name="url",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 2000,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="HostWebhookEndpoint",
+        tablename="host_webhook_endpoint",
+        column_name="secret",
+        db_column_name="secret",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 200,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": True,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="HostWebhookEndpoint",
+        tablename="host_webhook_endpoint",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="HostWebhookEndpoint",
+        tablename="host_webhook_endpoint",
+        column_name="disabled_at",
+        db_column_name="disabled_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Feature",
+        tablename="feature",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="Serial",
+        column_class=Serial,
+        params={
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Feature",
+        tablename="feature",
+        column_name="lookup_key",
+        db_column_name="lookup_key",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 80,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": True,
+            "index": True,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Feature",
+        tablename="feature",
+        column_name="name",
+        db_column_name="name",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Feature",
+        tablename="feature",
+        column_name="stripe_feature_id",
+        db_column_name="stripe_feature_id",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Feature",
+        tablename="feature",
+        column_name="active",
+        db_column_name="active",
+        column_class_name="Boolean",
+        column_class=Boolean,
+        params={
+            "default": True,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Entitlement",
+        tablename="entitlement",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="Serial",
+        column_class=Serial,
+        params={
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Entitlement",
+        tablename="entitlement",
+        column_name="customer",
+        db_column_name="customer_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Customer,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": True,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": "customer_id",
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Entitlement",
+        tablename="entitlement",
+        column_name="user",
+        db_column_name="user_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": User,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": True,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": "user_id",
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Entitlement",
+        tablename="entitlement",
+        column_name="feature",
+        db_column_name="feature",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 80,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Entitlement",
+        tablename="entitlement",
+        column_name="source",
+        db_column_name="source",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 20,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Entitlement",
+        tablename="entitlement",
+        column_name="source_id",
+        db_column_name="source_id",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Entitlement",
+        tablename="entitlement",
+        column_name="price_id",
+        db_column_name="price_id",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Entitlement",
+        tablename="entitlement",
+        column_name="description",
+        db_column_name="description",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Entitlement",
+        tablename="entitlement",
+        column_name="until",
+        db_column_name="until",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Entitlement",
+        tablename="entitlement",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
             "primary_key": False,
             "unique": False,
             "index": False,
