@@ -213,7 +213,11 @@ class Settings:
             if not pair.strip():
                 continue
             parts = pair.split()
-            if len(parts) != 2 or urlsplit(parts[0]).scheme not in ("http", "https") or not parts[1].startswith("whsec_"):
+            if (
+                len(parts) != 2
+                or urlsplit(parts[0]).scheme not in ("http", "https")
+                or not parts[1].startswith("whsec_")
+            ):
                 errors.append("HOST_WEBHOOK_ENDPOINTS must hold `<http(s) URL> <whsec_…>` pairs, comma-separated")
                 break
             endpoints.append(HostWebhookTarget(url=parts[0], secret=parts[1]))

@@ -22,6 +22,12 @@ from typing import Any
 from app.auth.tables import User
 from app.billing.changes import describe_changes, record_changes, snapshot
 from app.billing.tables import Customer, PaymentTransaction, Plan, Price, Subscription
+from app.entitlements.service import (
+    apply_entitlements,
+    apply_plan_features,
+    read_active_entitlements,
+    read_plan_features,
+)
 from app.stripe_gateway import StripeGateway, StripeNotFound, from_unix
 from piccolo_conf import DB
 
@@ -185,6 +191,7 @@ async def _sync_customer_locked(
         if _id(intent.get("customer")) == stripe_customer_id:
             await upsert_payment(intent, customer, invoices.get(pi_id), subscription_ids)
             result.payment_intents.append(pi_id)
+    await apply_entitlements(customer, await read_active_entitlements(gateway, stripe_customer_id), now)
     return result
 
 
@@ -359,6 +366,7 @@ async def sync_catalog(gateway: StripeGateway) -> tuple[int, int]:
             assert plan is not None
             product_plan[product["id"]] = plan.id
             plans += 1
+        await apply_plan_features(await read_plan_features(gateway, list(product_plan)))
         # Lookup keys move between prices (`transfer_lookup_key`): clear them first, then set.
         remote_prices = [p async for p in gateway.prices()]
         await Price.update({Price.lookup_key: None}, force=True)

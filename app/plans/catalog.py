@@ -101,7 +101,9 @@ def load_catalog(path: Path = DEFAULT_CATALOG) -> list[PlanSpec]:
     for plan in plans:
         for feature in plan.entitlements:
             if names.setdefault(feature.key, feature.name) != feature.name:
-                raise CatalogError(f"{path}: feature {feature.key} has two names ({names[feature.key]!r}, {feature.name!r})")
+                raise CatalogError(
+                    f"{path}: feature {feature.key} has two names ({names[feature.key]!r}, {feature.name!r})"
+                )
     return plans
 
 
@@ -186,7 +188,7 @@ async def push_catalog(gateway: StripeGateway, plans: list[PlanSpec]) -> list[st
             if current is not None and current.get("active", True):
                 await gateway.update_price(current["id"], {"active": False})
                 actions.append(f"archived price {current['id']}")
-    actions += await push_features(gateway, plans, {k: p["id"] for k, p in products.items()})
+    actions += await push_features(gateway, plans, {str(k): p["id"] for k, p in products.items() if k})
     return actions
 
 
@@ -217,15 +219,16 @@ async def push_features(gateway: StripeGateway, plans: list[PlanSpec], product_i
         if product_id is None:
             continue
         attached = {
-            (pf.get("entitlement_feature") or {}).get("lookup_key"): pf async for pf in gateway.product_features(product_id)
+            (pf.get("entitlement_feature") or {}).get("lookup_key"): pf
+            async for pf in gateway.product_features(product_id)
         }
         keys = [f.key for f in plan.entitlements]
         for key in keys:
             if key not in attached:
                 await gateway.attach_product_feature(product_id, feature_ids[key])
                 actions.append(f"attached feature {key} to {plan.key}")
-        for key, product_feature in attached.items():
-            if key not in keys:
+        for attached_key, product_feature in attached.items():
+            if attached_key not in keys:
                 await gateway.detach_product_feature(product_id, product_feature["id"])
-                actions.append(f"detached feature {key} from {plan.key}")
+                actions.append(f"detached feature {attached_key} from {plan.key}")
     return actions

@@ -18,8 +18,8 @@ import hashlib
 from typing import Any
 
 from . import objects as o
-from .engine import Emulator, apply_metadata, as_bool, require
 from .api import Api, route
+from .engine import Emulator, apply_metadata, as_bool, require
 from .errors import invalid, missing, not_found
 from .store import Obj, clone, new_id
 
@@ -115,7 +115,9 @@ class Entitlements:
 
     def product_features(self, product_id: str) -> list[Obj]:
         """The product's features, newest first."""
-        return [pf for pf in self.store.all("product_feature") if self.store.side(pf["id"]).get("product") == product_id]
+        return [
+            pf for pf in self.store.all("product_feature") if self.store.side(pf["id"]).get("product") == product_id
+        ]
 
     def detach(self, product_id: str, pfid: str) -> Obj:
         """https://docs.stripe.com/api/product-feature/detach"""
