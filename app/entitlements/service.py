@@ -141,7 +141,7 @@ def _ensure_utc(value: datetime | None) -> datetime | None:
 async def _plan_features(plan_ids: set[int]) -> dict[int, list[str]]:
     if not plan_ids:
         return {}
-    rows = await PlanFeature.select(PlanFeature.plan, PlanFeature.feature_lookup_key).where(
+    rows = await PlanFeature.select(PlanFeature.plan.as_alias("plan"), PlanFeature.feature_lookup_key).where(
         PlanFeature.plan.is_in(list(plan_ids))
     )
     by_plan: dict[int, list[str]] = {}
@@ -501,7 +501,7 @@ async def refresh_person(user_id: int, now: datetime | None = None) -> bool:
 async def refresh_due(now: datetime | None = None, limit: int = 100) -> int:
     """Recompute every person whose grace period or grant ended by `now`; returns how many changed."""
     now = now or datetime.now(UTC)
-    rows = await CustomerState.select(CustomerState.user).where(CustomerState.next_change_at <= now).limit(limit)
+    rows = await CustomerState.select(CustomerState.user.as_alias("user")).where(CustomerState.next_change_at <= now).limit(limit)
     changed = 0
     for row in rows:
         changed += int(await refresh_person(row["user"], now))
@@ -533,7 +533,7 @@ async def is_entitled(user_id: int, feature: str, now: datetime | None = None) -
 async def plan_feature_names(plan_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
     """Each plan's features as `(lookup key, name)`, in catalogue order."""
     rows = (
-        await PlanFeature.select(PlanFeature.plan, PlanFeature.feature_lookup_key)
+        await PlanFeature.select(PlanFeature.plan.as_alias("plan"), PlanFeature.feature_lookup_key)
         .where(PlanFeature.plan.is_in(plan_ids or [-1]))
         .order_by(PlanFeature.id)
     )
