@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
@@ -27,6 +27,9 @@ from app.auth.controller import AuthController
 from app.auth.oidc import OIDCClient
 from app.billing.controller import CheckoutController
 from app.cli import BillingCLIPlugin
+from app.entitlements import service as entitlements
+from app.entitlements.controller import HostApiController, host_rate_limit
+from app.entitlements.delivery import HostWebhookDelivery
 from app.history.controller import HistoryController
 from app.plans.controller import PlansController
 from app.portal.controller import PortalController
@@ -58,16 +61,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     gateway = StripeGateway(settings.stripe)
     worker = EventWorker(gateway)
+    entitlements.configure(settings.entitlements)
+    delivery = HostWebhookDelivery()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await DB.start_connection_pool(min_size=1, max_size=10)
         if settings.app.event_worker:
             worker.start()
+            delivery.start()
         try:
             yield
         finally:
             await worker.stop()
+            await delivery.stop()
             await DB.close_connection_pool()
 
     template_config = TemplateConfig(
@@ -86,6 +93,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PortalController,
             HistoryController,
             stripe_webhook,
+            Router(
+                path="/",
+                route_handlers=[HostApiController],
+                middleware=[host_rate_limit(settings.entitlements.api_rate_limit).middleware],
+            ),
             create_static_files_router(path="/static", directories=[PROJECT_ROOT / "static"], name="static"),
         ],
         dependencies={

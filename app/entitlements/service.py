@@ -501,11 +501,66 @@ async def refresh_person(user_id: int, now: datetime | None = None) -> bool:
 async def refresh_due(now: datetime | None = None, limit: int = 100) -> int:
     """Recompute every person whose grace period or grant ended by `now`; returns how many changed."""
     now = now or datetime.now(UTC)
-    rows = await CustomerState.select(CustomerState.user.as_alias("user")).where(CustomerState.next_change_at <= now).limit(limit)
+    rows = (
+        await CustomerState.select(CustomerState.user.as_alias("user"))
+        .where(CustomerState.next_change_at <= now)
+        .limit(limit)
+    )
     changed = 0
     for row in rows:
         changed += int(await refresh_person(row["user"], now))
     return changed
+
+
+# --------------------------------------------------------------------------- operators
+
+
+async def find_person(external_id: str) -> User | None:
+    """The person whose OpenID subject, or else verified email (exactly one), is `external_id`."""
+    user = await User.objects().get(User.subject == external_id)
+    if user is None and "@" in external_id:
+        rows = await User.raw(
+            'SELECT id FROM "user" WHERE lower(email) = lower({}) AND email_verified LIMIT 2', external_id
+        )
+        user = await User.objects().get(User.id == rows[0]["id"]) if len(rows) == 1 else None
+    return user
+
+
+async def add_override(
+    user_id: int, feature: str, kind: str, ends_at: datetime | None, note: str = "", created_by: str = "cli"
+) -> EntitlementOverride:
+    """Grant (`kind="grant"`) or revoke (`"revoke"`) a feature for a person until `ends_at` (UTC; None: until
+    removed), then recompute them (which tells the host when it changes anything).
+
+    Raises:
+        ValueError: `kind` is neither grant nor revoke, or `ends_at` is in the past.
+    """
+    if kind not in ("grant", "revoke"):
+        raise ValueError("kind must be grant or revoke")
+    if ends_at is not None and ends_at <= datetime.now(UTC):
+        raise ValueError("the end date must be in the future")
+    override = EntitlementOverride(
+        user=user_id, feature=feature, kind=kind, ends_at=ends_at, note=note, created_by=created_by
+    )
+    await override.save()
+    await refresh_person(user_id)
+    return override
+
+
+async def end_overrides(user_id: int, feature: str) -> int:
+    """End every grant and revocation of `feature` for a person now; returns how many ended."""
+    now = datetime.now(UTC)
+    rows = (
+        await EntitlementOverride.update({EntitlementOverride.ends_at: now})
+        .where(
+            (EntitlementOverride.user == user_id)
+            & (EntitlementOverride.feature == feature)
+            & (EntitlementOverride.ends_at.is_null() | (EntitlementOverride.ends_at > now))
+        )
+        .returning(EntitlementOverride.id)
+    )
+    await refresh_person(user_id)
+    return len(rows)
 
 
 # --------------------------------------------------------------------------- reading for pages and the API
