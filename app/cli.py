@@ -27,9 +27,8 @@ console = Console()
 
 def _run(main: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
     """Run `main(gateway)` with settings from the environment; clear errors instead of tracebacks."""
-    from app.stripe_gateway import StripeGateway, StripeGatewayError
-
     from app.entitlements.service import configure
+    from app.stripe_gateway import StripeGateway, StripeGatewayError
 
     logging.basicConfig(level=logging.WARNING)
     try:

@@ -16,6 +16,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.params import FromPath
 
 from app.entitlements.api_keys import find_key
 from app.entitlements.queries import customer_state, feature_exists
@@ -66,7 +67,7 @@ class HostApiController(Controller):
     guards = [requires_host_api_key]  # noqa: RUF012
 
     @get("/{external_id:str}/state", name="host:state", cache=False)
-    async def state(self, external_id: str) -> dict[str, Any]:
+    async def state(self, external_id: FromPath[str]) -> dict[str, Any]:
         """Plan, status, premium, renews/cancels at, and entitlements with their sources (see README)."""
         found = await customer_state(external_id)
         if found is None:
@@ -74,7 +75,7 @@ class HostApiController(Controller):
         return found
 
     @get("/{external_id:str}/entitlements/{feature:str}", name="host:entitlement", cache=False)
-    async def entitlement(self, external_id: str, feature: str) -> dict[str, Any]:
+    async def entitlement(self, external_id: FromPath[str], feature: FromPath[str]) -> dict[str, Any]:
         """`{feature, entitled, source, source_id, description, until}` for one feature lookup key."""
         found = await customer_state(external_id)
         if found is None:

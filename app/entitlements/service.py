@@ -462,7 +462,6 @@ async def enqueue_state_changed(user_id: int, state: dict[str, Any], now: dateti
                 user=user_id,
                 type=STATE_CHANGED,
                 payload=json.dumps(payload),
-                next_attempt_at=now,
             )
             for url in endpoints
         ]

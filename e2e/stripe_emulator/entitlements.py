@@ -141,14 +141,14 @@ class Entitlements:
             items = sub["items"]["data"]
             period_start = items[0].get("current_period_start") if items else None
             side = self.store.side(sub["id"])
-            if side.get("features_period_start") != period_start or "feature_ids" not in side:
-                products = {item["price"]["product"] for item in items}
+            products = sorted({item["price"]["product"] for item in items})
+            if side.get("features_of") != [period_start, products] or "feature_ids" not in side:
                 side["feature_ids"] = [
                     pf["entitlement_feature"]["id"]
-                    for product in sorted(products)
+                    for product in products
                     for pf in reversed(self.product_features(product))
                 ]
-                side["features_period_start"] = period_start
+                side["features_of"] = [period_start, products]
             for fid in side["feature_ids"]:
                 feat = self.store.find(fid)
                 if feat is not None and feat["active"]:
