@@ -146,6 +146,15 @@ async def test_a_customer_journey_reaches_the_host_api_and_webhooks_at_every_ste
     assert (await host.check("erin", "custom_domain"))["entitled"] is True
     (sent,) = host.webhooks()
     assert keys(sent) == PRO
+    # The person sees what Pro includes, and what a switch or a cancellation would take away.
+    account = (await billing_client.get("/account")).text
+    assert "Your plan includes" in account and "Custom domain" in account and "1 project" not in account
+    plans = (await billing_client.get("/plans")).text
+    lost = "100 GB storage, Custom domain, Priority email support, Unlimited projects."
+    assert f"Switching to Starter, you would lose: {lost}" in plans
+    assert "Switching to Business, you would lose: 100 GB storage." in plans
+    portal = (await billing_client.get("/portal")).text
+    assert f"Cancelling ends your access to: {lost}" in portal
 
     # Downgrade to Starter: Pro's features are gone.
     _switch(sdk, await _subscription(sdk, customer_id), "starter_monthly")
@@ -212,6 +221,7 @@ async def test_a_customer_journey_reaches_the_host_api_and_webhooks_at_every_ste
     lifetime = state["entitlements"][0]
     assert lifetime["source"] == "lifetime" and lifetime["until"] is None
     assert lifetime["description"] == f"from the lifetime purchase {lifetime['source_id']}"
+    assert "lifetime access" in (await billing_client.get("/account")).text
     (sent,) = host.webhooks()
     assert sent["plan"]["interval"] == "lifetime"
 

@@ -10,6 +10,7 @@ from litestar.response import Template
 
 from app.auth.tables import User
 from app.billing.service import account_billing
+from app.entitlements.service import what_you_have
 from app.web.guards import requires_login
 
 
@@ -23,4 +24,13 @@ class AccountController(Controller):
     async def show(self, request: Request[Any, Any, Any], current_user: NamedDependency[User]) -> Template:
         """Profile and billing summary of the signed-in person, read from the local copy only."""
         billing = await account_billing(current_user.id)
-        return Template(template_name="accounts/show.html", context={"user": current_user, "billing": billing})
+        included = await what_you_have(current_user.id)
+        return Template(
+            template_name="accounts/show.html",
+            context={
+                "user": current_user,
+                "billing": billing,
+                "included": included,
+                "entitlements": {e["feature"] for e in included},
+            },
+        )

@@ -584,6 +584,46 @@ async def is_entitled(user_id: int, feature: str, now: datetime | None = None) -
     )
 
 
+async def what_you_have(user_id: int, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The account page's list: `[{feature, name, description, until, source}]` in force now, by name."""
+    rows = await entitled_features(user_id, now)
+    names = {
+        r["lookup_key"]: r["name"]
+        for r in await Feature.select(Feature.lookup_key, Feature.name).where(
+            Feature.lookup_key.is_in(list(rows) or ["-"])
+        )
+    }
+    listed = [
+        {"feature": k, "name": names.get(k, k), "description": r.description, "until": r.until, "source": r.source}
+        for k, r in rows.items()
+    ]
+    return sorted(listed, key=lambda e: str(e["name"]).lower())
+
+
+async def features_lost(user_id: int, plan_ids: list[int]) -> tuple[list[str], dict[int, list[str]]]:
+    """What a person would lose: `(on cancelling, {plan id: on switching to that plan})`, as feature names.
+
+    Only features that come from their subscription can be lost; lifetime and operator grants stay.
+    """
+    rows = await entitled_features(user_id)
+    from_subscription = {k for k, r in rows.items() if r.source in ("subscription", "stripe")}
+    if not from_subscription:
+        return [], {}
+    by_plan = await plan_feature_names(plan_ids)
+    names = {
+        r["lookup_key"]: r["name"]
+        for r in await Feature.select(Feature.lookup_key, Feature.name).where(
+            Feature.lookup_key.is_in(list(from_subscription))
+        )
+    }
+
+    def named(keys: set[str]) -> list[str]:
+        return sorted((names.get(k, k) for k in keys), key=str.lower)
+
+    switching = {plan_id: named(from_subscription - {k for k, _ in by_plan.get(plan_id, [])}) for plan_id in plan_ids}
+    return named(from_subscription), switching
+
+
 async def plan_feature_names(plan_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
     """Each plan's features as `(lookup key, name)`, in catalogue order."""
     rows = (
