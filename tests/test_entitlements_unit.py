@@ -148,3 +148,34 @@ def test_the_jinja_test_reads_the_pages_entitlements() -> None:
     assert template.render(user=object(), entitlements={"custom_domain"}) == "yes"
     assert template.render(user=object(), entitlements={"api"}) == "no"
     assert template.render(user=None, entitlements={"custom_domain"}) == "no"
+
+
+BASE_ENV = {
+    "SESSION_SECRET": "s" * 40,
+    "OIDC_ISSUER": "http://127.0.0.1:9/",
+    "AUTH0_CLIENT_ID": "c",
+    "AUTH0_CLIENT_SECRET": "s",
+    "STRIPE_SECRET_KEY": "sk_test_x",
+    "STRIPE_WEBHOOK_SECRET": "whsec_x",
+}
+
+
+def test_entitlement_settings_are_read_and_bad_values_named() -> None:
+    from app.settings import Settings, SettingsError
+
+    settings = Settings.from_env(
+        {
+            **BASE_ENV,
+            "ENTITLEMENT_GRACE_DAYS": "3",
+            "HOST_API_RATE_LIMIT": "60",
+            "HOST_WEBHOOK_ENDPOINTS": "https://a.example/hook whsec_AAAA, https://b.example/h whsec_BBBB",
+        }
+    )
+    assert settings.entitlements.grace_days == 3 and settings.entitlements.api_rate_limit == 60
+    assert [t.url for t in settings.entitlements.webhook_endpoints] == ["https://a.example/hook", "https://b.example/h"]
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env(
+            {**BASE_ENV, "ENTITLEMENT_GRACE_DAYS": "-1", "HOST_API_RATE_LIMIT": "x", "HOST_WEBHOOK_ENDPOINTS": "nope"}
+        )
+    for name in ("ENTITLEMENT_GRACE_DAYS", "HOST_API_RATE_LIMIT", "HOST_WEBHOOK_ENDPOINTS"):
+        assert name in str(error.value)

@@ -246,10 +246,13 @@ async def compute_state(user: User, customer: Customer | None, active: list[dict
             )
 
     granted_keys = {g.feature for g in grants}
+    # Features of the catalogue are decided by the rules above from the local plan features (Stripe
+    # applies a product's new feature list only at each subscriber's renewal, and keeps a lapsed
+    # subscription's features); Stripe's list speaks for every other feature.
+    catalogue = {r["feature_lookup_key"] for r in await PlanFeature.select(PlanFeature.feature_lookup_key)}
     for item in active:
         key = str(item.get("lookup_key") or "")
-        if not key or key in granted_keys or key in covered_elsewhere:
-            # Stripe keeps a past-due (or otherwise lapsed) subscription's features; our rules decide.
+        if not key or key in granted_keys or key in covered_elsewhere or key in catalogue:
             continue
         grants.append(Grant(key, "stripe", item.get("id"), f"listed by Stripe as active entitlement {item.get('id')}"))
 
