@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime
+from typing import Any
 
 from app.entitlements.tables import HostApiKey
 
@@ -29,11 +30,14 @@ async def create_key(name: str) -> tuple[HostApiKey, str]:
     return row, key
 
 
-async def find_key(key: str) -> HostApiKey | None:
-    """The active key matching `key`, or None (unknown, malformed or revoked)."""
+async def find_key(key: str) -> dict[str, Any] | None:
+    """The active key matching `key` as `{id, prefix, scope}`, or None (unknown, malformed or revoked)."""
     if not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
-    return await HostApiKey.objects().get((HostApiKey.key_hash == hash_key(key)) & HostApiKey.revoked_at.is_null())
+    rows = await HostApiKey.raw(
+        "SELECT id, prefix, scope FROM host_api_key WHERE key_hash = {} AND revoked_at IS NULL", hash_key(key)
+    )
+    return dict(rows[0]) if rows else None
 
 
 async def revoke_key(prefix: str) -> bool:
