@@ -65,6 +65,8 @@ class HostApiController(Controller):
 
     path = "/api/v1/customers"
     guards = [requires_host_api_key]  # noqa: RUF012
+    # Machine-to-machine and read-only: no session (its file/Redis round trips) and no CSRF cookie.
+    opt = {"skip_session": True, "exclude_from_csrf": True}  # noqa: RUF012
 
     @get("/{external_id:str}/state", name="host:state", cache=False)
     async def state(self, external_id: FromPath[str]) -> dict[str, Any]:
