@@ -4,6 +4,7 @@ API's answers and the signed `customer.state_changed` webhooks the host receives
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ import stripe
 from standardwebhooks.webhooks import Webhook
 
 from app.auth.tables import User
+from app.billing.tables import StripeEvent
 from app.entitlements.api_keys import create_key
 from app.entitlements.delivery import deliver_due
 from app.entitlements.service import add_override, refresh_due
@@ -297,6 +299,20 @@ async def test_twelve_features_from_stripe_are_all_kept(
     assert keys(state) == sorted(wanted + STARTER)
     (sent,) = host.webhooks()
     assert len(sent["entitlements"]) == 15
+    # Stripe's summary event carried only 10 of them; the sync listed the rest.
+    summaries = (
+        await StripeEvent.select(StripeEvent.payload)
+        .where(
+            (StripeEvent.type == "entitlements.active_entitlement_summary.updated")
+            & (StripeEvent.status == "processed")
+        )
+        .order_by(StripeEvent.id)
+    )
+    assert summaries, "the summary event was received and applied"
+    last = summaries[-1]["payload"]
+    last = json.loads(last) if isinstance(last, str) else last
+    assert len(last["data"]["object"]["entitlements"]["data"]) == 10
+    assert last["data"]["object"]["entitlements"]["has_more"] is True
 
 
 async def test_the_host_api_needs_a_valid_key_and_knows_its_people(

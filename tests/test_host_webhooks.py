@@ -16,7 +16,7 @@ from app.asgi import create_app
 from app.auth.tables import User
 from app.entitlements import service
 from app.entitlements.api_keys import create_key
-from app.entitlements.delivery import MAX_ATTEMPTS, deliver_due, redeliver
+from app.entitlements.delivery import MAX_ATTEMPTS, HostWebhookDelivery, deliver_due, redeliver
 from app.entitlements.tables import HostWebhook
 from app.settings import EntitlementSettings, HostWebhookTarget, Settings
 from tests.conftest import settings_env
@@ -113,6 +113,38 @@ async def test_the_signature_does_not_verify_with_another_secret_or_a_changed_bo
         Webhook("whsec_" + "b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldC0zMg==").verify(item.body, item.headers)
     with pytest.raises(Exception, match="signature"):
         Webhook(HOST_SECRET).verify(item.body.replace(b"active", b"canceled"), item.headers)
+
+
+async def test_the_delivery_loop_sends_webhooks_and_survives_a_failing_iteration(
+    db: None, host: HostReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from app.entitlements import delivery
+
+    real = delivery.deliver_due
+    calls = {"n": 0}
+
+    async def flaky(http: Any = None, now: Any = None, limit: int = 20) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("database restarting")
+        return await real(http, now, limit)
+
+    monkeypatch.setattr(delivery, "deliver_due", flaky)
+    erin = await _person("erin")
+    await _changed(erin, 1)
+    loop = HostWebhookDelivery(poll_seconds=0.05)
+    loop.start()
+    try:
+        for _ in range(200):
+            if host.received:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await loop.stop()
+    assert _verified(host) == [(f"msg_{erin.id}_1", 1)]
+    assert calls["n"] >= 2
 
 
 async def test_the_host_api_is_rate_limited_per_key(db: None, oidc_provider: Any, tmp_path: Path) -> None:

@@ -170,14 +170,19 @@ class HostWebhookDelivery:
             while not self._stop.is_set():
                 handled = 0
                 try:
-                    await service.refresh_due()
-                    handled = await deliver_due(http)
+                    # Its own task, so a transaction marker left behind by a dropped connection
+                    # (Piccolo keeps it in a ContextVar) dies with the iteration.
+                    handled = await asyncio.create_task(self._iteration(http))
                 except Exception:
                     logger.exception("Host webhook delivery iteration failed")
                 if handled:
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), timeout=self.poll_seconds)
+
+    async def _iteration(self, http: httpx.AsyncClient) -> int:
+        await service.refresh_due()
+        return await deliver_due(http)
 
     def start(self) -> None:
         """Run in the background of the current event loop."""
