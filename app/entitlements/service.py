@@ -159,42 +159,33 @@ async def compute_state(user: User, customer: Customer | None, active: list[dict
     subs: list[Subscription] = []
     if customer is not None:
         subs = await Subscription.objects().where(Subscription.customer == customer.id).order_by(Subscription.id)
+    paid = (
+        await PaymentTransaction.objects()
+        .where((PaymentTransaction.user == user.id) & PaymentTransaction.status.is_in(list(PAID_PAYMENT_STATUSES)))
+        .order_by(PaymentTransaction.created_at)
+    )
     prices = {
         p.id: p
         for p in await Price.objects().where(
             Price.id.is_in([s.price for s in subs if s.price] or [-1])
-            | Price.stripe_price_id.is_in(
-                [
-                    r["stripe_price_id"]
-                    for r in await PaymentTransaction.select(PaymentTransaction.stripe_price_id).where(
-                        (PaymentTransaction.user == user.id)
-                        & PaymentTransaction.status.is_in(list(PAID_PAYMENT_STATUSES))
-                    )
-                    if r["stripe_price_id"]
-                ]
-                or ["-"]
-            )
+            | Price.stripe_price_id.is_in([pt.stripe_price_id for pt in paid if pt.stripe_price_id] or ["-"])
         )
     }
-    lifetime_payments = [
-        pt
-        for pt in await PaymentTransaction.objects()
-        .where((PaymentTransaction.user == user.id) & PaymentTransaction.status.is_in(list(PAID_PAYMENT_STATUSES)))
-        .order_by(PaymentTransaction.created_at)
-        if any(p.stripe_price_id == pt.stripe_price_id and p.type == "one_time" for p in prices.values())
-    ]
+    one_time = {p.stripe_price_id for p in prices.values() if p.type == "one_time"}
+    lifetime_payments = [pt for pt in paid if pt.stripe_price_id in one_time]
     price_by_stripe_id = {p.stripe_price_id: p for p in prices.values()}
     plan_ids = {p.plan for p in prices.values() if p.plan}
     plans = {p.id: p for p in await Plan.objects().where(Plan.id.is_in(list(plan_ids) or [-1]))}
     plan_features = await _plan_features(plan_ids)
 
     grants: list[Grant] = []
-    covered_elsewhere: set[str] = set()
     change_points: list[datetime] = []
     for sub in subs:
         price = prices.get(sub.price) if sub.price else None
         keys = plan_features.get(price.plan, []) if price and price.plan else []
-        on = f"on {sub.stripe_price_id}" if sub.stripe_price_id else ""
+        source = f"from subscription {sub.stripe_subscription_id}" + (
+            f" on {sub.stripe_price_id}" if sub.stripe_price_id else ""
+        )
         if sub.status in GRANTING_STATUSES:
             until = _ensure_utc(sub.cancel_at) or (
                 _ensure_utc(sub.current_period_end) if sub.cancel_at_period_end else None
@@ -205,7 +196,7 @@ async def compute_state(user: User, customer: Customer | None, active: list[dict
                         key,
                         "subscription",
                         sub.stripe_subscription_id,
-                        f"from subscription {sub.stripe_subscription_id} {on}".strip(),
+                        source,
                         sub.stripe_price_id,
                         until,
                     )
@@ -221,16 +212,12 @@ async def compute_state(user: User, customer: Customer | None, active: list[dict
                             key,
                             "subscription",
                             sub.stripe_subscription_id,
-                            f"from subscription {sub.stripe_subscription_id} {on}, past due: "
-                            f"grace period until {_iso(ends)}".replace("  ", " "),
+                            f"{source}, past due: grace period until {_iso(ends)}",
                             sub.stripe_price_id,
                             ends,
                         )
                     )
-            else:
-                covered_elsewhere.update(keys)
-        else:
-            covered_elsewhere.update(keys)
+        # paused, unpaid, canceled, incomplete(_expired), or past due beyond the grace: nothing.
 
     for payment in lifetime_payments:
         price = price_by_stripe_id.get(payment.stripe_price_id or "")
@@ -252,7 +239,7 @@ async def compute_state(user: User, customer: Customer | None, active: list[dict
     catalogue = {r["feature_lookup_key"] for r in await PlanFeature.select(PlanFeature.feature_lookup_key)}
     for item in active:
         key = str(item.get("lookup_key") or "")
-        if not key or key in granted_keys or key in covered_elsewhere or key in catalogue:
+        if not key or key in granted_keys or key in catalogue:
             continue
         grants.append(Grant(key, "stripe", item.get("id"), f"listed by Stripe as active entitlement {item.get('id')}"))
 
@@ -415,10 +402,10 @@ async def _apply(user: User, customer: Customer | None, active: list[dict[str, A
     existing = await CustomerState.objects().get(CustomerState.user == user.id)
     changed = existing is None or existing.fingerprint != new_fingerprint
     version = (existing.version if existing else 0) + (1 if changed else 0)
-    state = {**computed.state, "version": version, "updated_at": _iso(now)}
-    if existing is not None and not changed:
-        state["updated_at"] = (existing.state or {}).get("updated_at") if isinstance(existing.state, dict) else None
-        state["updated_at"] = state["updated_at"] or _iso(now)
+    # `updated_at` is when the version last changed (renewal dates move without a new version).
+    previous = json.loads(existing.state) if existing and isinstance(existing.state, str) else {}
+    updated_at = _iso(now) if changed else previous.get("updated_at", _iso(now))
+    state = {**computed.state, "version": version, "updated_at": updated_at}
     values: dict[Any, Any] = {
         CustomerState.customer: customer.id if customer else None,
         CustomerState.state: json.dumps(state),
