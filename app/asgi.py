@@ -60,13 +60,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
         os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
 
     gateway = StripeGateway(settings.stripe)
-    worker = EventWorker(gateway)
+    # The worker spends a budget of Stripe requests per second (pages have none: one call per click).
+    worker = EventWorker(
+        StripeGateway(settings.stripe, rate_limit=settings.stripe.rate_limit), settings.worker, mode="in-process"
+    )
     entitlements.configure(settings.entitlements)
     delivery = HostWebhookDelivery()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await DB.start_connection_pool(min_size=1, max_size=10)
+        await DB.start_connection_pool(min_size=1, max_size=settings.database.pool_size)
         if settings.app.event_worker:
             worker.start()
             delivery.start()
@@ -105,8 +108,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "current_user": Provide(provide_current_user),
             "stripe_gateway": Provide(lambda: gateway, sync_to_thread=False),
             "worker": Provide(lambda: worker, sync_to_thread=False),
+            "run_worker": Provide(lambda: settings.app.event_worker, sync_to_thread=False),
         },
-        state=State({"settings": settings, "oidc": oidc, "stripe_gateway": gateway}),
+        state=State({"settings": settings, "oidc": oidc, "stripe_gateway": gateway, "worker": worker}),
         request_class=HTMXRequest,
         plugins=[HTMXPlugin(), FlashPlugin(config=FlashConfig(template_config=template_config)), BillingCLIPlugin()],
         middleware=[session_config(settings.app).middleware],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -126,27 +126,16 @@ def events() -> None:
     """Event commands."""
 
 
-@events.command(name="replay", help="Apply failed events again (or the events named with --id).")
+@events.command(name="replay", help="Apply failed and dead events again (or the events named with --id).")
 @click.option("--id", "event_ids", multiple=True, help="An event id (evt_…); repeatable.")
-@click.option("--failed/--no-failed", default=True, help="Replay every failed event (default).")
-def events_replay(event_ids: tuple[str, ...], failed: bool) -> None:
-    """Mark events pending again and apply them now."""
-    from app.billing.tables import StripeEvent
-    from app.webhooks.service import drain
+def events_replay(event_ids: tuple[str, ...]) -> None:
+    """Make events due again and apply them now."""
+    from app.webhooks.service import drain, replay
 
     async def main(gateway: Any) -> None:
-        query = StripeEvent.update(
-            {StripeEvent.status: "pending", StripeEvent.attempts: 0, StripeEvent.next_attempt_at: datetime.now(UTC)}
-        )
-        if event_ids:
-            query = query.where(StripeEvent.stripe_event_id.is_in(list(event_ids)))
-        elif failed:
-            query = query.where(StripeEvent.status == "failed")
-        else:
-            raise click.ClickException("Name events with --id, or use --failed.")
-        await query
+        reset = await replay(event_ids)
         handled = await drain(gateway)
-        console.print(f"Applied {handled} event(s).")
+        console.print(f"Applied {handled} event(s). {reset} had been made due again.")
 
     _run(main)
 
@@ -155,16 +144,10 @@ def events_replay(event_ids: tuple[str, ...], failed: bool) -> None:
 @click.option("--hours", default=72, show_default=True, help="How far back to look.")
 def events_reconcile(hours: int) -> None:
     """List undelivered events at Stripe and store any the app is missing, then apply them."""
-    from app.billing.tables import StripeEvent
-    from app.webhooks.service import drain, record_event
+    from app.webhooks.service import drain, reconcile_undelivered
 
     async def main(gateway: Any) -> None:
-        since = int((datetime.now(UTC) - timedelta(hours=hours)).timestamp())
-        found = stored = 0
-        async for event in gateway.events(delivery_success=False, created={"gte": since}):
-            found += 1
-            if not await StripeEvent.exists().where(StripeEvent.stripe_event_id == event["id"]):
-                stored += int(await record_event(event))
+        found, stored = await reconcile_undelivered(gateway, hours=hours)
         handled = await drain(gateway)
         console.print(f"{found} undelivered event(s) at Stripe, {stored} were missing and stored, {handled} applied.")
 
@@ -172,22 +155,77 @@ def events_reconcile(hours: int) -> None:
 
 
 @billing.command(name="worker", help="Apply stored events continuously (run any number of these).")
-@click.option("--poll", default=1.0, show_default=True, help="Seconds between polls when idle.")
-def worker(poll: float) -> None:
-    """A standalone event worker process (it also delivers the host webhooks)."""
-    from app.entitlements.delivery import HostWebhookDelivery
-    from app.webhooks.worker import EventWorker
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Health check instead: exit 0 when a worker on this host looped recently and no event waits too long.",
+)
+def worker(check: bool) -> None:
+    """A standalone event worker process (`--check`: its health, for a container health check)."""
+    import json
+    import signal
 
-    async def main(gateway: Any) -> None:
-        console.print("Event worker and host webhook delivery running; Ctrl+C to stop.")
-        await asyncio.gather(
-            EventWorker(gateway, poll_seconds=poll).run(), HostWebhookDelivery(poll_seconds=poll).run()
+    from app.stripe_gateway import StripeGateway
+    from app.web.health import queue_problems
+    from app.webhooks.service import queue_health
+    from app.webhooks.worker import EventWorker, standalone_worker_alive
+
+    settings = _settings()
+
+    async def health() -> int:
+        problems: list[str] = []
+        try:
+            queue = await queue_health()
+            problems += queue_problems(queue, settings.worker)
+            if not await standalone_worker_alive(settings.worker.stale_seconds):
+                problems.append(f"no worker on this host looped in the last {settings.worker.stale_seconds:.0f} s")
+            report: dict[str, Any] = {"events": queue.__dict__}
+        except Exception as exc:  # the database is unreachable: unhealthy, said in one line
+            problems.append(f"database unavailable: {type(exc).__name__}")
+            report = {}
+        click.echo(json.dumps({"status": "unhealthy" if problems else "ok", **report, "problems": problems}))
+        return 1 if problems else 0
+
+    async def run() -> None:
+        from app.entitlements.delivery import HostWebhookDelivery
+        from app.entitlements.service import configure
+        from piccolo_conf import DB
+
+        configure(settings.entitlements)
+        await DB.start_connection_pool(min_size=1, max_size=max(settings.worker.concurrency + 2, 4))
+        loop = asyncio.get_running_loop()
+        events_worker = EventWorker(
+            StripeGateway(settings.stripe, rate_limit=settings.stripe.rate_limit), settings.worker, mode="standalone"
         )
+        # The host webhooks (customer.state_changed) are delivered next to the Stripe events.
+        delivery = HostWebhookDelivery(poll_seconds=settings.worker.poll_seconds)
+
+        def stop() -> None:
+            events_worker.request_stop()
+            delivery.request_stop()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        console.print(f"Event worker {events_worker.worker_id} running (with host webhook delivery); Ctrl+C to stop.")
+        try:
+            await asyncio.gather(events_worker.run(), delivery.run())
+        finally:
+            await DB.close_connection_pool()
+
+    logging.basicConfig(level=logging.INFO if not check else logging.ERROR)
+    if check:
+        raise SystemExit(asyncio.run(health()))
+    asyncio.run(run())
+    console.print("Stopped.")
+
+
+def _settings() -> Any:
+    from app.settings import Settings
 
     try:
-        _run(main)
-    except KeyboardInterrupt:
-        console.print("Stopped.")
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @billing.group(name="api-keys", help="Host API keys (read-only, stored hashed).")

@@ -10,9 +10,11 @@ from app.auth.tables import User
 from app.billing.tables import (
     BillingChange,
     Customer,
+    EventWorkerHeartbeat,
     PaymentTransaction,
     Plan,
     Price,
+    ScheduledTask,
     StripeEvent,
     Subscription,
 )
@@ -50,6 +52,8 @@ APP_CONFIG = AppConfig(
         HostApiKey,
         HostWebhookEndpoint,
         HostWebhook,
+        EventWorkerHeartbeat,
+        ScheduledTask,
     ],
     migration_dependencies=[],
     commands=[],

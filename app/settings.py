@@ -54,6 +54,31 @@ class AppSettings:
 class DatabaseSettings:
     url: str | None = None
     """`DATABASE_URL`: PostgreSQL DSN. Unset: `make run` starts an embedded PostgreSQL in `DATA_DIR`."""
+    pool_size: int = 10
+    """`DATABASE_POOL_SIZE`: connections each process keeps open at most (no request ever holds one
+    while it waits on Stripe, so a small pool serves many concurrent requests)."""
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    poll_seconds: float = 1.0
+    """`WORKER_POLL_SECONDS`: how often an idle worker looks for due events (a webhook wakes it at once)."""
+    concurrency: int = 4
+    """`WORKER_CONCURRENCY`: customer syncs one worker process runs at the same time."""
+    lease_seconds: int = 120
+    """`EVENT_LEASE_SECONDS`: how long a claimed event stays `processing` before another worker may take
+    it back (only matters when a worker process dies mid-sync)."""
+    retry_hours: float = 72.0
+    """`EVENT_RETRY_HOURS`: failing events are retried (backoff 5 s doubling up to 1 h) for this long after
+    they arrived, then marked `dead` (replayable). Stripe itself retries deliveries for 3 days."""
+    stale_seconds: float = 30.0
+    """`WORKER_STALE_SECONDS`: `/healthz` (and `litestar billing worker --check`) answer unhealthy when the
+    worker loop has not turned for this long."""
+    max_event_delay_seconds: float = 300.0
+    """`EVENT_MAX_DELAY_SECONDS`: unhealthy when a due event has waited this long past its due time."""
+    reconcile_minutes: float = 5.0
+    """`EVENT_RECONCILE_MINUTES`: how often one worker (one at a time) stores and applies the events Stripe
+    could not deliver (`delivery_success=false`); 0 turns it off."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +107,13 @@ class StripeSettings:
     """`STRIPE_WEBHOOK_SECRET`: one or more `whsec_…`, comma-separated (several during rotation)."""
     api_base: str | None = None
     """`STRIPE_API_BASE`: base URL of the Stripe API; unset means Stripe itself. The emulator's URL."""
+    timeout: float = 20.0
+    """`STRIPE_TIMEOUT`: seconds to wait for one Stripe API answer."""
+    max_retries: int = 2
+    """`STRIPE_MAX_RETRIES`: retries of a failed Stripe request (the SDK's own backoff, idempotent keys)."""
+    rate_limit: float = 0.0
+    """`STRIPE_RATE_LIMIT`: Stripe API requests per second one event worker process may make (its budget);
+    default 20 for test keys and 80 for live keys, below Stripe's limits (25 and 100)."""
 
     @property
     def livemode(self) -> bool:
@@ -112,6 +144,7 @@ class Settings:
     oidc: OIDCSettings = field(default_factory=OIDCSettings)
     stripe: StripeSettings = field(default_factory=StripeSettings)
     entitlements: EntitlementSettings = field(default_factory=EntitlementSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -134,6 +167,20 @@ class Settings:
             parts = urlsplit(value)
             if parts.scheme not in schemes or not (parts.netloc or parts.query):
                 errors.append(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+            return value
+
+        def number(name: str, default: float, *, minimum: float = 0, integer: bool = False) -> float:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = int(raw) if integer else float(raw)
+            except ValueError:
+                errors.append(f"{name} must be {'a whole number' if integer else 'a number'}")
+                return default
+            if value < minimum:
+                errors.append(f"{name} must be at least {minimum:g}")
+                return default
             return value
 
         base_url = (url("APP_BASE_URL", "http://localhost:8000") or "").rstrip("/")
@@ -193,6 +240,20 @@ class Settings:
         elif not all(s.startswith("whsec_") for s in webhook_secrets):
             errors.append("STRIPE_WEBHOOK_SECRET must hold whsec_… secrets, comma-separated")
         api_base = url("STRIPE_API_BASE")
+        live = "_live_" in secret_key
+        stripe_timeout = number("STRIPE_TIMEOUT", 20.0, minimum=1)
+        stripe_retries = int(number("STRIPE_MAX_RETRIES", 2, integer=True))
+        stripe_rate = number("STRIPE_RATE_LIMIT", 80.0 if live else 20.0, minimum=1)
+        pool_size = int(number("DATABASE_POOL_SIZE", 10, minimum=2, integer=True))
+        worker = WorkerSettings(
+            poll_seconds=number("WORKER_POLL_SECONDS", 1.0, minimum=0.05),
+            concurrency=int(number("WORKER_CONCURRENCY", 4, minimum=1, integer=True)),
+            lease_seconds=int(number("EVENT_LEASE_SECONDS", 120, minimum=5, integer=True)),
+            retry_hours=number("EVENT_RETRY_HOURS", 72.0, minimum=0.01),
+            stale_seconds=number("WORKER_STALE_SECONDS", 30.0, minimum=1),
+            max_event_delay_seconds=number("EVENT_MAX_DELAY_SECONDS", 300.0, minimum=1),
+            reconcile_minutes=number("EVENT_RECONCILE_MINUTES", 5.0),
+        )
 
         grace_days = 7
         try:
@@ -237,7 +298,7 @@ class Settings:
                 event_worker=event_worker == "in-process",
                 portal_retention_coupon=get("PORTAL_RETENTION_COUPON"),
             ),
-            database=DatabaseSettings(url=database_url),
+            database=DatabaseSettings(url=database_url, pool_size=pool_size),
             oidc=OIDCSettings(
                 issuer=issuer,
                 client_id=client_id or "",
@@ -251,8 +312,12 @@ class Settings:
                 publishable_key=publishable_key,
                 webhook_secrets=webhook_secrets,
                 api_base=api_base.rstrip("/") if api_base else None,
+                timeout=stripe_timeout,
+                max_retries=stripe_retries,
+                rate_limit=stripe_rate,
             ),
             entitlements=EntitlementSettings(
                 grace_days=grace_days, webhook_endpoints=tuple(endpoints), api_rate_limit=api_rate_limit
             ),
+            worker=worker,
         )

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import stripe
+from aiolimiter import AsyncLimiter
 
 from app.settings import StripeSettings
 
@@ -31,10 +32,13 @@ T = TypeVar("T")
 class StripeGatewayError(Exception):
     """Base of every error this module raises; `request_id` is Stripe's `req_…` when known."""
 
-    def __init__(self, message: str, *, request_id: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, request_id: str | None = None, code: str | None = None, param: str | None = None
+    ) -> None:
         super().__init__(message)
         self.request_id = request_id
         self.code = code
+        self.param = param
 
 
 class StripeUnavailable(StripeGatewayError):
@@ -61,6 +65,10 @@ class WebhookSignatureError(Exception):
     """A webhook's `Stripe-Signature` is missing, malformed, stale or does not match."""
 
 
+class WebhookPayloadError(ValueError):
+    """A correctly signed webhook body that is not a JSON object."""
+
+
 def from_unix(value: int | None) -> datetime | None:
     """Stripe's Unix seconds → an aware UTC datetime (None stays None)."""
     return datetime.fromtimestamp(value, tz=UTC) if value is not None else None
@@ -81,7 +89,9 @@ class StripeGateway:
     Every method maps `stripe.StripeError` to this module's errors and logs Stripe's request id.
     """
 
-    def __init__(self, settings: StripeSettings, max_network_retries: int = 2) -> None:
+    def __init__(self, settings: StripeSettings, *, rate_limit: float | None = None) -> None:
+        """`rate_limit`: at most this many requests per second through this gateway (the event worker's
+        budget, `STRIPE_RATE_LIMIT`); None means no budget (pages: one request per click)."""
         self.settings = settings
         base_addresses: dict[str, str] = {}
         if settings.api_base:
@@ -90,11 +100,18 @@ class StripeGateway:
             settings.secret_key,
             stripe_version=API_VERSION,
             base_addresses=base_addresses,  # type: ignore[arg-type]
-            max_network_retries=max_network_retries,
-            http_client=stripe.HTTPXClient(timeout=20),
+            max_network_retries=settings.max_retries,
+            http_client=stripe.HTTPXClient(timeout=settings.timeout),
         )
+        # A budget of N/s as a bucket of N/10 tokens refilled every 0.1 s: never more than N in any second.
+        self._limiter = AsyncLimiter(max(rate_limit / 10, 1), 0.1) if rate_limit else None
+        self.calls = 0
+        """Requests made through this gateway (for benchmarks and metrics)."""
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        self.calls += 1
         try:
             return await call()
         except stripe.CardError as exc:
@@ -107,7 +124,9 @@ class StripeGateway:
         except stripe.InvalidRequestError as exc:
             logger.warning("Stripe refused %s: %s %s (request %s)", what, exc.code, exc.user_message, exc.request_id)
             error_cls = StripeNotFound if exc.code == "resource_missing" else StripeRequestRejected
-            raise error_cls(str(exc.user_message or exc), request_id=exc.request_id, code=exc.code) from exc
+            raise error_cls(
+                str(exc.user_message or exc), request_id=exc.request_id, code=exc.code, param=exc.param
+            ) from exc
         except (stripe.APIConnectionError, stripe.APIError) as exc:
             logger.error("Stripe unavailable during %s: %s (request %s)", what, exc, exc.request_id)
             raise StripeUnavailable("Stripe did not answer.", request_id=exc.request_id) from exc
@@ -135,10 +154,26 @@ class StripeGateway:
     # Customers — https://docs.stripe.com/api/customers
 
     async def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
-        """Retrieve a Customer with its default PaymentMethod and tax ids expanded (may be `deleted`).
+        """Retrieve a Customer with its default PaymentMethod and tax ids expanded.
 
-        Raises: StripeNotFound, StripeUnavailable, StripeRequestRejected.
+        A deleted customer comes back as Stripe documents it, `{"id", "object": "customer",
+        "deleted": true}` (https://docs.stripe.com/api/customers/retrieve: "a subset of the customer's
+        information is returned, including a deleted property"); the expansions name fields that
+        subset does not have, so when Stripe refuses the expansion the customer is read once more
+        without it.
+
+        Raises: StripeNotFound (never existed), StripeUnavailable, StripeRequestRejected.
         """
+        try:
+            return await self._retrieve_customer_expanded(customer_id)
+        except StripeRequestRejected as exc:
+            if isinstance(exc, StripeNotFound) or exc.param != "expand":
+                raise
+        return as_dict(
+            await self._call("customers.retrieve", lambda: self.client.v1.customers.retrieve_async(customer_id))
+        )
+
+    async def _retrieve_customer_expanded(self, customer_id: str) -> dict[str, Any]:
         return as_dict(
             await self._call(
                 "customers.retrieve",
@@ -422,6 +457,7 @@ class StripeGateway:
 
         Raises:
             WebhookSignatureError: missing, malformed, stale or not matching any secret.
+            WebhookPayloadError: signed, but the body is not a JSON object.
         """
         if not signature_header:
             raise WebhookSignatureError("missing Stripe-Signature header")
@@ -441,8 +477,8 @@ class StripeGateway:
             try:
                 event = json.loads(payload)
             except ValueError as exc:
-                raise WebhookSignatureError("body is not JSON") from exc
-            if not isinstance(event, dict) or not str(event.get("id", "")).startswith("evt_"):
-                raise WebhookSignatureError("body is not a Stripe event")
+                raise WebhookPayloadError("the body is not JSON") from exc
+            if not isinstance(event, dict):
+                raise WebhookPayloadError("the body is not a JSON object")
             return event
         raise WebhookSignatureError("no matching signature")

@@ -28,10 +28,13 @@ def test_safe_next_path_keeps_only_local_paths(value: str | None, expected: str)
     assert safe_next_path(value) == expected
 
 
-async def test_healthz_reports_the_database(client: httpx.AsyncClient) -> None:
+async def test_healthz_reports_the_database_and_the_event_queue(client: httpx.AsyncClient) -> None:
     response = await client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    body = response.json()
+    assert body["status"] == "ok" and body["database"] == "ok" and body["problems"] == []
+    assert body["events"] == {"due": 0, "oldest_due_seconds": 0.0, "processing": 0, "failed": 0, "dead": 0}
+    assert body["worker"] == "off", "this app's tests run without an in-process worker"
     assert "set-cookie" not in response.headers
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from app.auth.tables import User
 from app.billing.tables import LIVE_STATUSES, Customer, PaymentTransaction, Plan, Price, Subscription
+from app.db import transaction
 from app.stripe_gateway import StripeGateway
-from piccolo_conf import DB
 
 logger = logging.getLogger(__name__)
 
@@ -24,21 +24,19 @@ class CheckoutRefused(Exception):
 async def get_or_create_customer(gateway: StripeGateway, user: User) -> Customer:
     """The user's Stripe Customer, linking or creating it on first use.
 
-    Two clicks never make two customers: the user's row is locked (`SELECT … FOR UPDATE`) while
-    the customer is found or created, the create call carries an idempotency key bound to the user,
-    and `customer.user_id` is unique. An existing Stripe customer with the same email is linked
-    only when the provider marked the email verified and the customer belongs to no other user.
+    Read, then write: Stripe is asked first with no database connection held, then one short
+    transaction locks the user's row (`SELECT … FOR UPDATE`) and records the customer unless a
+    concurrent request already did. Two clicks never make two customers: the create call carries an
+    idempotency key bound to the user (Stripe answers a repeat with the same customer), and
+    `customer.user_id` is unique. An existing Stripe customer with the same email is linked only when
+    the provider marked the email verified and the customer belongs to no other user.
 
     Raises:
         StripeUnavailable / StripeRequestRejected: nothing is written locally.
     """
-    async with DB.transaction():
-        await User.raw('SELECT id FROM "user" WHERE id = {} FOR UPDATE', user.id)
-        customer = await Customer.objects().get(Customer.user == user.id) or await _create_customer(gateway, user)
-    return customer
-
-
-async def _create_customer(gateway: StripeGateway, user: User) -> Customer:
+    customer = await Customer.objects().get(Customer.user == user.id)
+    if customer is not None:
+        return customer
     remote = await _linkable_customer(gateway, user) if user.email and user.email_verified else None
     if remote is not None:
         remote = await gateway.update_customer_metadata(remote["id"], {"user_id": str(user.id)})
@@ -51,11 +49,13 @@ async def _create_customer(gateway: StripeGateway, user: User) -> Customer:
             metadata={"user_id": str(user.id)},
             idempotency_key=f"billing-portal:customer:user:{user.id}",
         )
-    # A webhook for this new customer may be applied meanwhile and link the same row: no conflict.
-    await Customer.insert(
-        Customer(user=user.id, stripe_customer_id=remote["id"], email=remote.get("email"))
-    ).on_conflict(action="DO NOTHING")
-    customer = await Customer.objects().get(Customer.user == user.id)
+    async with transaction():
+        await User.raw('SELECT id FROM "user" WHERE id = {} FOR UPDATE', user.id)
+        # A concurrent click, or a webhook for this new customer, may have recorded it meanwhile.
+        await Customer.insert(
+            Customer(user=user.id, stripe_customer_id=remote["id"], email=remote.get("email"))
+        ).on_conflict(action="DO NOTHING")
+        customer = await Customer.objects().get(Customer.user == user.id)
     assert customer is not None
     return customer
 

@@ -4,32 +4,37 @@ Webhook processing (`app.webhooks.worker`), the return handlers (Checkout succes
 return) and the `litestar billing sync` backfill all call these functions. They re-read objects
 from Stripe instead of trusting an event body, because Stripe does not deliver events in order.
 
-Concurrency: `sync_customer` takes a transaction-scoped advisory lock on the customer id before it
-reads from Stripe, so two syncs of one customer (two workers, a worker and a return handler) run
-one after the other, and the later one always writes what it read later: older data never
-overwrites newer. Writes are upserts on the Stripe id (unique), so concurrent first syncs cannot
-make duplicate rows. A subscription that is `canceled` or `incomplete_expired` is terminal at
-Stripe and is never moved back by a late read.
+Read, then write. `read_customer` fetches everything from Stripe with no database connection held
+(its independent calls run concurrently); `apply_customer` then writes it in one short transaction
+under the customer's advisory lock. Two syncs of one customer may read at the same time, so the
+write checks a per-customer high-water mark, `customer.stripe_read_at`: a read that *started*
+before the stored one is stale and writes nothing. Every Stripe change is followed by an event, and
+the sync of the last event starts after the last change, so the newest state always wins. Writes
+are upserts on the Stripe id (unique), so concurrent first syncs cannot make duplicate rows. A
+subscription that is `canceled` or `incomplete_expired` is terminal at Stripe and is never moved
+back by a late read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from app.auth.tables import User
 from app.billing.changes import describe_changes, record_changes, snapshot
-from app.billing.tables import Customer, PaymentTransaction, Plan, Price, Subscription
+from app.billing.tables import LIVE_STATUSES, Customer, PaymentTransaction, Plan, Price, Subscription
+from app.db import transaction
 from app.entitlements.service import (
     apply_entitlements,
     apply_plan_features,
     read_active_entitlements,
     read_plan_features,
 )
-from app.stripe_gateway import StripeGateway, StripeNotFound, from_unix
-from piccolo_conf import DB
+from app.stripe_gateway import StripeGateway, StripeNotFound, StripeRequestRejected, from_unix
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +43,37 @@ TERMINAL_STATUSES = frozenset({"canceled", "incomplete_expired"})
 
 @dataclass
 class CustomerSync:
-    """What one `sync_customer` call saw (ids are Stripe ids)."""
+    """What one `sync_customer` call saw (ids are Stripe ids).
+
+    `stale` is True when a newer read of the same customer had already been written, so this one
+    wrote nothing.
+    """
 
     stripe_customer_id: str
     user_id: int | None
     linked: bool
     deleted: bool = False
+    stale: bool = False
     subscriptions: list[str] = field(default_factory=list)
     payment_intents: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CustomerRead:
+    """Everything read from Stripe about one customer, and when the read began (UTC)."""
+
+    stripe_customer_id: str
+    read_at: datetime
+    customer: dict[str, Any]
+    subscriptions: list[dict[str, Any]]
+    invoices: list[dict[str, Any]]
+    payment_intents: list[dict[str, Any]]
+    active_entitlements: list[dict[str, Any]] = field(default_factory=list)
+    """Stripe's active entitlements of the customer, all pages (`read_active_entitlements`)."""
+
+    @property
+    def deleted(self) -> bool:
+        return bool(self.customer.get("deleted"))
 
 
 def _id(value: Any) -> str | None:
@@ -60,7 +88,7 @@ async def _advisory_lock(key: str) -> None:
 
 
 async def link_customer(stripe_customer: dict[str, Any]) -> Customer | None:
-    """Find or create the local `Customer` row for a Stripe customer.
+    """Find or create the local `Customer` row for a Stripe customer (call inside a transaction).
 
     A customer is linked to the user named by its `metadata.user_id` (set when this app created
     it, or when an existing customer was linked at checkout), and only when that user has no
@@ -70,9 +98,9 @@ async def link_customer(stripe_customer: dict[str, Any]) -> Customer | None:
     if existing is not None:
         return existing
     raw_user_id = (stripe_customer.get("metadata") or {}).get("user_id")
-    if not raw_user_id or not str(raw_user_id).isdigit():
+    if not raw_user_id or not str(raw_user_id).isdigit() or len(str(raw_user_id)) > 18:
         return None
-    # The same lock `get_or_create_customer` holds while it creates a customer for this user.
+    # The same lock `get_or_create_customer` holds while it records a customer for this user.
     locked = await User.raw('SELECT id FROM "user" WHERE id = {} FOR UPDATE', int(raw_user_id))
     if not locked:
         return None
@@ -99,6 +127,86 @@ def _card_of(payment_method: Any) -> dict[str, Any]:
     }
 
 
+async def concurrently(*calls: Awaitable[Any]) -> list[Any]:
+    """Await independent calls at the same time; the first failure cancels the rest and is raised as
+    itself (not as an ExceptionGroup), so callers catch `StripeUnavailable` and friends as usual."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks: list[asyncio.Task[Any]] = [group.create_task(_awaited(call)) for call in calls]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+async def _awaited(call: Awaitable[Any]) -> Any:
+    return await call
+
+
+async def _collect(items: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [item async for item in items]
+
+
+async def _collect_or_empty(items: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A list of a deleted customer's objects; Stripe may refuse to list for a deleted customer."""
+    try:
+        return await _collect(items)
+    except StripeRequestRejected:
+        return []
+
+
+async def read_customer(
+    gateway: StripeGateway,
+    stripe_customer_id: str,
+    *,
+    payment_intent_ids: frozenset[str] = frozenset(),
+    full: bool = False,
+) -> CustomerRead:
+    """Read one customer's billing state from Stripe; touches no database.
+
+    The customer (default PaymentMethod and tax ids expanded), every subscription, the newest
+    invoices (with `payments`) and PaymentIntents (with `latest_charge`), 100 of each, or every one
+    with `full=True`, plus any PaymentIntent named in `payment_intent_ids`. The four list/retrieve
+    calls run concurrently. A customer deleted at Stripe is read as `{"id", "deleted": True}` and
+    its (canceled) subscriptions are still read.
+
+    Raises:
+        StripeUnavailable / StripeRateLimited / StripeRequestRejected: from Stripe; nothing is written.
+    """
+    read_at = datetime.now(UTC)
+    pages = 100 if full else 1
+
+    async def customer() -> dict[str, Any]:
+        try:
+            return await gateway.retrieve_customer(stripe_customer_id)
+        except StripeNotFound:
+            return {"id": stripe_customer_id, "object": "customer", "deleted": True}
+
+    remote, subscriptions, invoices, found, entitlements = await concurrently(
+        customer(),
+        _collect_or_empty(gateway.subscriptions_of(stripe_customer_id)),
+        _collect_or_empty(gateway.invoices_of(stripe_customer_id, max_pages=pages)),
+        _collect_or_empty(gateway.payment_intents_of(stripe_customer_id, max_pages=pages)),
+        read_active_entitlements(gateway, stripe_customer_id),
+    )
+    seen = {intent["id"] for intent in found}
+    for pi_id in sorted(payment_intent_ids - seen):
+        try:
+            intent = await gateway.retrieve_payment_intent(pi_id)
+        except StripeNotFound:
+            continue
+        if _id(intent.get("customer")) == stripe_customer_id:
+            found.append(intent)
+    return CustomerRead(
+        stripe_customer_id=stripe_customer_id,
+        read_at=read_at,
+        customer=remote,
+        subscriptions=subscriptions,
+        invoices=invoices,
+        payment_intents=found,
+        active_entitlements=entitlements,
+    )
+
+
 async def sync_customer(
     gateway: StripeGateway,
     stripe_customer_id: str,
@@ -110,20 +218,35 @@ async def sync_customer(
 ) -> CustomerSync:
     """Re-read one customer from Stripe and bring its local rows up to date.
 
-    Syncs the customer (email, default card), every subscription, its recent PaymentIntents (the
-    newest 100, every one with `full=True`, plus any named in `payment_intent_ids`) and the invoices
-    that paid them. Runs in one transaction under the customer's advisory lock. What changed for
-    the person is appended to the `billing_change` audit trail with `source` (webhook, sync,
-    portal_return, checkout_return).
+    `read_customer` (network, no connection held), then `apply_customer` (one short transaction).
+    What changed for the person is appended to the `billing_change` audit trail with `source`
+    (webhook, sync, portal_return, checkout_return).
 
     Raises:
-        StripeUnavailable / StripeRateLimited: Stripe failed; nothing was written.
+        StripeUnavailable / StripeRateLimited / StripeRequestRejected: Stripe failed; nothing was written.
     """
-    async with DB.transaction():
+    read = await read_customer(gateway, stripe_customer_id, payment_intent_ids=payment_intent_ids, full=full)
+    return await apply_customer(read, source=source, portal_session_id=portal_session_id)
+
+
+async def apply_customer(
+    read: CustomerRead, *, source: str = "sync", portal_session_id: int | None = None
+) -> CustomerSync:
+    """Write a `CustomerRead` in one transaction under the customer's advisory lock.
+
+    Nothing is written when a read that began later was already stored (`stale=True`). A customer
+    deleted at Stripe is marked deleted and keeps no live plan: its subscriptions are written as
+    Stripe reports them, and any still live locally are ended as canceled at the read time.
+    """
+    stripe_customer_id = read.stripe_customer_id
+    async with transaction():
         await _advisory_lock(stripe_customer_id)
         known = await Customer.objects().get(Customer.stripe_customer_id == stripe_customer_id)
+        if known is not None and known.stripe_read_at is not None and known.stripe_read_at > read.read_at:
+            logger.info("Skipping a stale read of %s (%s < %s)", stripe_customer_id, read.read_at, known.stripe_read_at)
+            return CustomerSync(stripe_customer_id, user_id=known.user, linked=True, stale=True)
         before = await snapshot(known.user) if known is not None else None
-        result = await _sync_customer_locked(gateway, stripe_customer_id, payment_intent_ids, full)
+        result = await _apply_locked(read, known)
         if result.user_id is not None:
             after = await snapshot(result.user_id)
             changes = describe_changes(before or {}, after)
@@ -131,75 +254,85 @@ async def sync_customer(
     return result
 
 
-async def _sync_customer_locked(
-    gateway: StripeGateway, stripe_customer_id: str, payment_intent_ids: frozenset[str], full: bool
-) -> CustomerSync:
-    try:
-        remote = await gateway.retrieve_customer(stripe_customer_id)
-    except StripeNotFound:
-        remote = {"id": stripe_customer_id, "deleted": True}
-    customer = await link_customer(remote) if not remote.get("deleted") else None
+async def _apply_locked(read: CustomerRead, known: Customer | None) -> CustomerSync:
+    stripe_customer_id = read.stripe_customer_id
+    remote = read.customer
+    customer = known or (await link_customer(remote) if not read.deleted else None)
     if customer is None:
-        customer = await Customer.objects().get(Customer.stripe_customer_id == stripe_customer_id)
-    if customer is None:
-        return CustomerSync(stripe_customer_id, user_id=None, linked=False, deleted=bool(remote.get("deleted")))
+        return CustomerSync(stripe_customer_id, user_id=None, linked=False, deleted=read.deleted)
     now = datetime.now(UTC)
-    if remote.get("deleted"):
-        await Customer.update({Customer.deleted: True, Customer.synced_at: now}).where(Customer.id == customer.id)
-        return CustomerSync(stripe_customer_id, user_id=customer.user, linked=True, deleted=True)
+    result = CustomerSync(stripe_customer_id, user_id=customer.user, linked=True, deleted=read.deleted)
+    if read.deleted:
+        await Customer.update(
+            {Customer.deleted: True, Customer.synced_at: now, Customer.stripe_read_at: read.read_at}
+        ).where(Customer.id == customer.id)
+    else:
+        default_pm = (remote.get("invoice_settings") or {}).get("default_payment_method")
+        await Customer.update(
+            {
+                Customer.email: remote.get("email"),
+                Customer.name: remote.get("name"),
+                Customer.default_payment_method_id: _id(default_pm),
+                Customer.address: remote.get("address"),
+                Customer.tax_ids: [
+                    {"type": t.get("type"), "value": t.get("value")}
+                    for t in (remote.get("tax_ids") or {}).get("data", [])
+                ],
+                Customer.deleted: False,
+                Customer.synced_at: now,
+                Customer.stripe_read_at: read.read_at,
+                **{getattr(Customer, k): v for k, v in _card_of(default_pm).items()},
+            }
+        ).where(Customer.id == customer.id)
 
-    default_pm = (remote.get("invoice_settings") or {}).get("default_payment_method")
-    await Customer.update(
-        {
-            Customer.email: remote.get("email"),
-            Customer.name: remote.get("name"),
-            Customer.default_payment_method_id: _id(default_pm),
-            Customer.address: remote.get("address"),
-            Customer.tax_ids: [
-                {"type": t.get("type"), "value": t.get("value")} for t in (remote.get("tax_ids") or {}).get("data", [])
-            ],
-            Customer.deleted: False,
-            Customer.synced_at: now,
-            **{getattr(Customer, k): v for k, v in _card_of(default_pm).items()},
-        }
-    ).where(Customer.id == customer.id)
-
-    result = CustomerSync(stripe_customer_id, user_id=customer.user, linked=True)
     subscription_ids: dict[str, int] = {}
-    async for sub in gateway.subscriptions_of(stripe_customer_id):
-        local_id = await upsert_subscription(sub, customer, read_at=now)
-        subscription_ids[sub["id"]] = local_id
+    for sub in read.subscriptions:
+        subscription_ids[sub["id"]] = await upsert_subscription(sub, customer, read_at=read.read_at)
         result.subscriptions.append(sub["id"])
+    if read.deleted:
+        await _end_live_subscriptions(customer, read.read_at)
 
     invoices: dict[str, dict[str, Any]] = {}
-    async for invoice in gateway.invoices_of(stripe_customer_id, max_pages=100 if full else 1):
+    for invoice in read.invoices:
         for payment in (invoice.get("payments") or {}).get("data", []):
             pi_id = _id((payment.get("payment") or {}).get("payment_intent"))
             if pi_id:
                 invoices[pi_id] = invoice
-
-    seen: set[str] = set()
-    async for intent in gateway.payment_intents_of(stripe_customer_id, max_pages=100 if full else 1):
-        seen.add(intent["id"])
+    for intent in read.payment_intents:
         await upsert_payment(intent, customer, invoices.get(intent["id"]), subscription_ids)
         result.payment_intents.append(intent["id"])
-    for pi_id in payment_intent_ids - seen:
-        try:
-            intent = await gateway.retrieve_payment_intent(pi_id)
-        except StripeNotFound:
-            continue
-        if _id(intent.get("customer")) == stripe_customer_id:
-            await upsert_payment(intent, customer, invoices.get(pi_id), subscription_ids)
-            result.payment_intents.append(pi_id)
-    await apply_entitlements(customer, await read_active_entitlements(gateway, stripe_customer_id), now)
+    await apply_entitlements(customer, read.active_entitlements, now)
     return result
+
+
+async def _end_live_subscriptions(customer: Customer, read_at: datetime) -> None:
+    """Deleting a customer cancels its subscriptions at Stripe: none may stay live here."""
+    ended = (
+        await Subscription.update(
+            {
+                Subscription.status: "canceled",
+                Subscription.canceled_at: read_at,
+                Subscription.ended_at: read_at,
+                Subscription.cancel_at_period_end: False,
+                Subscription.stripe_updated_at: read_at,
+            }
+        )
+        .where((Subscription.customer == customer.id) & Subscription.status.is_in(list(LIVE_STATUSES)))
+        .returning(Subscription.stripe_subscription_id)
+    )
+    if ended:
+        logger.info(
+            "Customer %s was deleted at Stripe: ended %d subscription(s)", customer.stripe_customer_id, len(ended)
+        )
 
 
 async def upsert_subscription(sub: dict[str, Any], customer: Customer, read_at: datetime) -> int:
     """Write one Stripe Subscription (as read at `read_at`, UTC); returns the local row id.
 
     The period comes from the subscription's items (`items.data[].current_period_*`, the
-    current API's place for it). A terminal local status is never overwritten by a non-terminal one.
+    current API's place for it). A terminal local status is never overwritten by a non-terminal one:
+    Stripe never revives a canceled subscription, so such a read is a lagging list, not news. (Older
+    reads never get here: `apply_customer` refuses them by the customer's high-water mark.)
     """
     items = (sub.get("items") or {}).get("data") or [{}]
     item = items[0]
@@ -238,8 +371,6 @@ async def upsert_subscription(sub: dict[str, Any], customer: Customer, read_at: 
         assert existing is not None
     if existing.status in TERMINAL_STATUSES and values["status"] not in TERMINAL_STATUSES:
         logger.warning("Ignoring %s for terminal subscription %s", values["status"], sub["id"])
-        return int(existing.id)
-    if existing.stripe_updated_at and existing.stripe_updated_at > read_at:
         return int(existing.id)
     await Subscription.update({getattr(Subscription, k): v for k, v in values.items()}).where(
         Subscription.id == existing.id
@@ -338,13 +469,21 @@ async def upsert_payment(
 async def sync_catalog(gateway: StripeGateway) -> tuple[int, int]:
     """Re-read every plan Product (`metadata.plan_key`) and its Prices into `plan`/`price`.
 
+    Reads every Product and Price first (no connection held), then writes in one transaction.
     Returns (plans, prices) written. Products without `plan_key` are not plans and are skipped.
+
+    Raises:
+        StripeUnavailable / StripeRateLimited: nothing was written.
     """
+    remote_products, remote_prices = await concurrently(_collect(gateway.products()), _collect(gateway.prices()))
+    plan_features = await read_plan_features(
+        gateway, [p["id"] for p in remote_products if (p.get("metadata") or {}).get("plan_key")]
+    )
     plans = prices = 0
-    async with DB.transaction():
+    async with transaction():
         await _advisory_lock("catalog")
         product_plan: dict[str, int] = {}
-        async for product in gateway.products():
+        for product in remote_products:
             metadata = product.get("metadata") or {}
             key = metadata.get("plan_key")
             if not key:
@@ -366,9 +505,8 @@ async def sync_catalog(gateway: StripeGateway) -> tuple[int, int]:
             assert plan is not None
             product_plan[product["id"]] = plan.id
             plans += 1
-        await apply_plan_features(await read_plan_features(gateway, list(product_plan)))
+        await apply_plan_features(plan_features)
         # Lookup keys move between prices (`transfer_lookup_key`): clear them first, then set.
-        remote_prices = [p async for p in gateway.prices()]
         await Price.update({Price.lookup_key: None}, force=True)
         for price in remote_prices:
             plan_id = product_plan.get(_id(price.get("product")) or "")

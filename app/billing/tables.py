@@ -59,6 +59,11 @@ class Customer(Table):
     deleted = Boolean(default=False)
     created_at = Timestamptz(default=TimestamptzNow())
     synced_at = Timestamptz(null=True, default=None)
+    stripe_read_at = Timestamptz(
+        null=True,
+        default=None,
+        help_text="High-water mark: when the Stripe state last written for this customer began to be read (UTC)",
+    )
 
 
 class Plan(Table):
@@ -161,12 +166,47 @@ class StripeEvent(Table):
     livemode = Boolean(default=False)
     payload = JSONB()
     stripe_customer_id = Varchar(length=255, null=True, default=None, index=True)
-    status = Varchar(length=16, default="pending", index=True, help_text="pending | processed | failed | ignored")
+    status = Varchar(
+        length=16,
+        default="pending",
+        index=True,
+        help_text="pending | processing | processed | failed | dead | ignored",
+    )
     attempts = Integer(default=0)
     last_error = Text(null=True, default=None)
     next_attempt_at = Timestamptz(default=TimestamptzNow())
     received_at = Timestamptz(default=TimestamptzNow())
     processed_at = Timestamptz(null=True, default=None)
+    leased_by = Varchar(length=128, null=True, default=None, help_text="The worker processing the event now")
+    lease_expires_at = Timestamptz(
+        null=True, default=None, help_text="When a `processing` event returns to the queue if its worker vanished"
+    )
+
+
+class EventWorkerHeartbeat(Table, tablename="event_worker"):
+    """One running event worker (in a web process or standalone) and when its loop last turned."""
+
+    id = Serial(primary_key=True)
+    worker_id = Varchar(length=128, unique=True)
+    hostname = Varchar(length=255, index=True)
+    pid = Integer()
+    mode = Varchar(length=16, help_text="in-process | standalone")
+    started_at = Timestamptz(default=TimestamptzNow())
+    heartbeat_at = Timestamptz(default=TimestamptzNow())
+    iterations = Integer(default=0)
+    last_error = Text(null=True, default=None)
+
+
+class ScheduledTask(Table):
+    """A periodic job that one worker at a time runs (e.g. the undelivered-events reconciliation)."""
+
+    id = Serial(primary_key=True)
+    name = Varchar(length=64, unique=True)
+    next_run_at = Timestamptz(default=TimestamptzNow())
+    leased_by = Varchar(length=128, null=True, default=None)
+    lease_expires_at = Timestamptz(null=True, default=None)
+    last_run_at = Timestamptz(null=True, default=None)
+    last_result = Text(null=True, default=None)
 
 
 class BillingChange(Table):

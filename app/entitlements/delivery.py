@@ -188,6 +188,10 @@ class HostWebhookDelivery:
         """Run in the background of the current event loop."""
         self._task = asyncio.create_task(self.run(), name="host-webhook-delivery")
 
+    def request_stop(self) -> None:
+        """Stop after the current iteration (signal handlers)."""
+        self._stop.set()
+
     async def stop(self) -> None:
         """Finish the current deliveries, then stop."""
         self._stop.set()

@@ -22,7 +22,6 @@ from app.billing.tables import Customer, Plan, Price
 from app.portal.tables import PortalConfiguration, PortalSession
 from app.settings import PROJECT_ROOT
 from app.stripe_gateway import StripeGateway
-from piccolo_conf import DB
 
 DEFAULT_PORTAL_FILE = PROJECT_ROOT / "portal.toml"
 WORKFLOWS = ("payment_update", "subscription_management", "cancellation_process", "billing_review", "profile_update")
@@ -232,8 +231,9 @@ async def create_portal_session(
 ) -> str:
     """Create a Billing Portal Session for the signed-in user's own customer; returns its URL.
 
-    Records a `portal_session` row with the billing snapshot taken now; the row and the Stripe
-    session are created together (a Stripe failure leaves no row). `return_url` and each flow's
+    Records a `portal_session` row with the billing snapshot taken now. Its id is minted from the
+    sequence first, then Stripe is called with no database connection held, then the row is inserted:
+    a Stripe failure leaves no row. `return_url` and each flow's
     `after_completion` point at `/portal/return?ps=<row id>` under `APP_BASE_URL` (`base_url`).
 
     Raises:
@@ -248,18 +248,21 @@ async def create_portal_session(
         raise NoCustomer
     configuration_key = "subscription_management" if workflow == PLAN_CHANGE else workflow
     configuration = await PortalConfiguration.objects().get(PortalConfiguration.workflow == configuration_key)
-    async with DB.transaction():
-        row = PortalSession(user=user.id, workflow=workflow, before=await snapshot(user.id))
-        await row.save()
-        return_url = f"{base_url}/portal/return?ps={row.id}"
-        flow = await _flow_data(gateway, customer, workflow, return_url, price_lookup_key, retention_coupon)
-        params: dict[str, Any] = {"customer": customer.stripe_customer_id, "return_url": return_url}
-        if configuration is not None:
-            params["configuration"] = configuration.stripe_configuration_id
-        if flow is not None:
-            params["flow_data"] = flow
-        session = await gateway.create_portal_session(params)
-        await PortalSession.update({PortalSession.stripe_session_id: session["id"]}).where(PortalSession.id == row.id)
+    before = await snapshot(user.id)
+    # Mint the row's id first (the return URL carries it), call Stripe with no connection held, then insert.
+    minted = await PortalSession.raw("SELECT nextval(pg_get_serial_sequence('portal_session', 'id')) AS id")
+    session_id = int(minted[0]["id"])
+    return_url = f"{base_url}/portal/return?ps={session_id}"
+    flow = await _flow_data(gateway, customer, workflow, return_url, price_lookup_key, retention_coupon)
+    params: dict[str, Any] = {"customer": customer.stripe_customer_id, "return_url": return_url}
+    if configuration is not None:
+        params["configuration"] = configuration.stripe_configuration_id
+    if flow is not None:
+        params["flow_data"] = flow
+    session = await gateway.create_portal_session(params)
+    await PortalSession.insert(
+        PortalSession(id=session_id, user=user.id, workflow=workflow, before=before, stripe_session_id=session["id"])
+    )
     return str(session["url"])
 
 

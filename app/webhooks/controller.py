@@ -9,8 +9,8 @@ from litestar import MediaType, Request, Response, post
 from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_400_BAD_REQUEST
 
-from app.stripe_gateway import StripeGateway, WebhookSignatureError
-from app.webhooks.service import record_event
+from app.stripe_gateway import StripeGateway, WebhookPayloadError, WebhookSignatureError
+from app.webhooks.service import MalformedEvent, record_event, validate_event
 from app.webhooks.worker import EventWorker
 
 logger = logging.getLogger(__name__)
@@ -35,19 +35,24 @@ async def stripe_webhook(
 
     Bodies over 1 MiB get 413 before any hashing (Litestar checks `Content-Length` and the stream).
     A bad or missing signature, a stale timestamp, or an event whose `livemode` differs from the
-    configured key's mode gets 400 and nothing is stored. A duplicate event id gets 200 with
-    `"duplicate": true` and no second row.
+    configured key's mode gets 400 and nothing is stored; so does a signed body that is not shaped
+    like a Stripe event (`validate_event` names the field). A duplicate event id gets 200 with
+    `"duplicate": true` and no second row. The raw body is stored as received (no re-encoding).
     """
     body = await request.body()
     try:
         event = stripe_gateway.verify_webhook(body, request.headers.get("stripe-signature"))
+        validate_event(event, body)
     except WebhookSignatureError as exc:
         logger.warning("Refused a webhook: %s", exc)
         return Response({"error": f"invalid signature: {exc}"}, status_code=HTTP_400_BAD_REQUEST)
+    except (MalformedEvent, WebhookPayloadError) as exc:
+        logger.warning("Refused a signed but malformed webhook: %s", exc)
+        return Response({"error": f"malformed event: {exc}"}, status_code=HTTP_400_BAD_REQUEST)
     if bool(event.get("livemode")) != stripe_gateway.settings.livemode:
-        logger.warning("Refused webhook %s: livemode=%s does not match the key", event["id"], event.get("livemode"))
+        logger.warning("Refused webhook: livemode=%r does not match the key", event.get("livemode"))
         return Response({"error": "livemode does not match this endpoint's key"}, status_code=HTTP_400_BAD_REQUEST)
-    created = await record_event(event)
+    created = await record_event(event, body)
     if created:
         worker.wake()
     return Response({"received": True, "duplicate": not created})

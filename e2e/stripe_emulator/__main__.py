@@ -27,6 +27,7 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
     )
     parser.add_argument("--dunning-final-status", choices=["canceled", "unpaid"], default="canceled")
     parser.add_argument("--business-name", default="Billing Portal (Stripe emulator)")
+    parser.add_argument("--api-latency-ms", type=float, default=0.0, help="added before every /v1 answer")
     args = parser.parse_args(argv)
     if len(args.webhook_secret) > len(args.webhook_url):
         parser.error("--webhook-secret without a matching --webhook-url")
@@ -49,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
         dunning_retry_days=[int(x) for x in args.dunning_retry_days.split(",") if x.strip()],
         dunning_final_status=args.dunning_final_status,
         business_name=args.business_name,
+        api_latency_seconds=args.api_latency_ms / 1000,
     )
 
 

@@ -114,7 +114,8 @@ class Api:
             expand = params.get("expand") or []
             if isinstance(expand, str):
                 expand = [expand]
-            if expand:
+            # A deleted object is the documented stub ({id, object, deleted}) whatever is asked to expand.
+            if expand and not result.get("deleted"):
                 result = clone(result)
                 self.expand(result, list(expand))
             status, payload = 200, json.dumps(result).encode()

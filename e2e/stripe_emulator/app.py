@@ -116,6 +116,12 @@ class EmulatorApp:
         query = scope.get("query_string", b"").decode("latin-1")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if path.startswith("/v1/"):
+            if self.config.api_latency_seconds:
+                await asyncio.sleep(self.config.api_latency_seconds)
+            if self.config.api_outage:
+                outage = {"error": {"type": "api_error", "message": "The emulator is simulating a Stripe outage."}}
+                await _send(send, 503, json.dumps(outage).encode(), [(b"content-type", b"application/json")])
+                return
             r = self.api.handle(method, path, query, headers, body)
             await _send(send, r.status, r.body, r.headers)
             return
@@ -150,6 +156,8 @@ class EmulatorApp:
             em.clear()
             self.dispatcher.reset()
             self.api.idempotency.clear()
+            self.config.api_latency_seconds = 0.0
+            self.config.api_outage = False
             self._register_cli_endpoints()
             return 200, {"reset": True}
         if path == "/_emulator/clock":
@@ -190,7 +198,13 @@ class EmulatorApp:
                 self.config.dunning_retry_days = [int(x) for x in data["dunning_retry_days"]]
             if isinstance(data.get("retry_schedule"), list):
                 self.dispatcher.retry_schedule[:] = [float(x) for x in data["retry_schedule"]]
+            if "api_latency_ms" in data:
+                self.config.api_latency_seconds = max(float(data["api_latency_ms"]), 0.0) / 1000
+            if "api_outage" in data:
+                self.config.api_outage = bool(data["api_outage"])
             return 200, {
+                "api_latency_ms": self.config.api_latency_seconds * 1000,
+                "api_outage": self.config.api_outage,
                 "dunning_final_status": self.config.dunning_final_status,
                 "dunning_retry_days": self.config.dunning_retry_days,
                 "retry_schedule": self.dispatcher.retry_schedule,

@@ -30,6 +30,10 @@ class EmulatorConfig:
     # Subscription status after the last failed retry: "canceled" or "unpaid" (Billing settings).
     dunning_final_status: str = "canceled"
     business_name: str = "Billing Portal (Stripe emulator)"
+    # Added before every /v1 answer (POST /_emulator/settings {"api_latency_ms": 50}): Stripe's network latency.
+    api_latency_seconds: float = 0.0
+    # Every /v1 request answers 503 api_error while set ({"api_outage": true}): a Stripe outage.
+    api_outage: bool = False
 
     @property
     def base_url(self) -> str:

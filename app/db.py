@@ -1,0 +1,61 @@
+"""Short database transactions that survive a lost connection.
+
+Piccolo's `DB.transaction()` keeps the current transaction in a ContextVar. When the connection
+dies inside it (PostgreSQL restarted, failed over, `pg_terminate_backend`, an idle-in-transaction
+timeout), the rollback in its `__aexit__` raises before the ContextVar is reset and before the
+connection goes back to the pool, so every later `DB.transaction()` in the same task would nest
+into the dead connection, forever. `transaction()` below cleans up after that: the marker is
+reset, the dead connection is terminated and handed back to the pool (which replaces it), and the
+original error propagates. A lost connection therefore costs one unit of work, never the task.
+
+Rule of the house (see ARCHITECTURE.md): a transaction never waits on Stripe or any other
+network call. Read from the network first, then write in one of these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from piccolo_conf import DB
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def transaction() -> AsyncIterator[Any]:
+    """`async with transaction():` — one PostgreSQL transaction (joins an enclosing one).
+
+    Raises whatever the body or the commit raises (asyncpg's `ConnectionDoesNotExistError`,
+    `InterfaceError`, `OSError` when the connection was lost); afterwards the task is clean.
+    """
+    if DB.current_transaction.get() is not None:
+        async with DB.transaction() as joined:
+            yield joined
+        return
+    tx = DB.transaction()
+    try:
+        async with tx:
+            yield tx
+    finally:
+        if DB.current_transaction.get() is tx:
+            await _discard(tx, reset=True)
+        elif getattr(tx, "context", None) is None and getattr(tx, "connection", None) is not None:
+            await _discard(tx, reset=False)  # BEGIN failed after the connection was acquired
+
+
+async def _discard(tx: Any, *, reset: bool) -> None:
+    """Forget a transaction whose rollback failed: reset the ContextVar, drop its connection."""
+    if reset:
+        DB.current_transaction.reset(tx.context)
+    connection = getattr(tx, "connection", None)
+    if connection is None:
+        return
+    logger.warning("Database connection lost inside a transaction; discarding it")
+    connection.terminate()
+    if DB.pool is not None:
+        # A closed connection goes back as an empty slot; the pool opens a new one when needed.
+        with contextlib.suppress(Exception):
+            await DB.pool.release(connection)
