@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from app.db import transaction
 from app.entitlements import service
 from app.entitlements.tables import HostWebhook, HostWebhookEndpoint
-from piccolo_conf import DB
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ async def secret_for(url: str) -> str | None:
 
 async def lease_due(now: datetime, limit: int = 20) -> list[dict[str, Any]]:
     """Claim up to `limit` deliverable rows (the oldest pending one per person and endpoint)."""
-    async with DB.transaction():
+    async with transaction():
         rows: list[dict[str, Any]] = await HostWebhook.raw(
             "SELECT id, message_id, endpoint_url, payload, attempts FROM host_webhook h "
             "WHERE status = 'pending' AND next_attempt_at <= {} AND (lease_until IS NULL OR lease_until < {}) "

@@ -33,6 +33,7 @@ from typing import Any
 
 from app.auth.tables import User
 from app.billing.tables import Customer, PaymentTransaction, Plan, Price, Subscription
+from app.db import transaction
 from app.entitlements.tables import (
     CustomerState,
     Entitlement,
@@ -44,7 +45,6 @@ from app.entitlements.tables import (
 )
 from app.settings import EntitlementSettings
 from app.stripe_gateway import StripeGateway, StripeNotFound
-from piccolo_conf import DB
 
 logger = logging.getLogger(__name__)
 
@@ -472,7 +472,7 @@ async def refresh_person(user_id: int, now: datetime | None = None) -> bool:
     grant or revocation. One short transaction under the person's lock. Returns whether it changed.
     """
     now = now or datetime.now(UTC)
-    async with DB.transaction():
+    async with transaction():
         user = await User.objects().get(User.id == user_id)
         if user is None:
             return False
