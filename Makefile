@@ -5,13 +5,16 @@ UV := $(shell sh scripts/ensure-uv.sh)
 endif
 export UV_LINK_MODE ?= copy
 
-.PHONY: run test lint typecheck pytest bootstrap
+.PHONY: run serve test lint typecheck pytest bootstrap
 
 bootstrap:  ## the locked environment in .venv (uv itself is installed by scripts/ensure-uv.sh if missing)
 	@$(UV) sync --frozen --quiet
 
 run: bootstrap  ## serve the app on PORT (8000) with embedded defaults for what is not configured
 	$(UV) run --frozen python -m app.devstack
+
+serve: bootstrap  ## production: migrations, then WEB_CONCURRENCY processes under ASGI_SERVER (README "Deploying")
+	scripts/serve
 
 lint: bootstrap
 	$(UV) run --frozen ruff check .

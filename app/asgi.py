@@ -5,6 +5,7 @@ Run with `uvicorn app.asgi:create_app --factory` (what `make run` does), or `lit
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,10 +16,11 @@ from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.logging import LoggingConfig
+from litestar.openapi.config import OpenAPIConfig
 from litestar.plugins.flash import FlashConfig, FlashPlugin
 from litestar.plugins.htmx import HTMXPlugin, HTMXRequest
 from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.plugins.prometheus import PrometheusConfig
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
@@ -31,15 +33,18 @@ from app.entitlements import service as entitlements
 from app.entitlements.controller import HostApiController, host_rate_limit
 from app.entitlements.delivery import HostWebhookDelivery
 from app.history.controller import HistoryController
+from app.metrics import MetricsController
 from app.plans.controller import PlansController
 from app.portal.controller import PortalController
-from app.settings import PROJECT_ROOT, Settings
+from app.settings import PROJECT_ROOT, Settings, SettingsError, production_problems
 from app.stripe_gateway import StripeGateway
 from app.web.dependencies import provide_current_user, provide_oidc
 from app.web.errors import EXCEPTION_HANDLERS
 from app.web.health import healthz
-from app.web.pages import home
-from app.web.sessions import rate_limit_store, session_config, session_store
+from app.web.logs import configure_logging
+from app.web.pages import home, not_found
+from app.web.security import wrap_app
+from app.web.sessions import purge_expired_sessions, rate_limit_store, session_config, session_store
 from app.web.templating import configure_engine
 from app.webhooks.controller import stripe_webhook
 from app.webhooks.worker import EventWorker
@@ -52,9 +57,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """Build the Litestar app from `settings` (default: read and validated from the environment).
 
     Raises:
-        SettingsError: a required environment variable is missing or malformed.
+        SettingsError: a required environment variable is missing or malformed, or (under
+            `APP_ENV=production`) a setting is unsafe (`production_problems`).
     """
     settings = settings or Settings.from_env()
+    if settings.app.is_production and (problems := production_problems(settings)):
+        raise SettingsError("Refusing to start in production:\n  - " + "\n  - ".join(problems))
+    configure_logging(settings.app)
     if urlsplit(settings.oidc.issuer).scheme == "http" and urlsplit(settings.oidc.issuer).hostname in LOOPBACK_HOSTS:
         # Authlib refuses plain-http token endpoints; the local provider of `make run` is one.
         os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
@@ -66,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     entitlements.configure(settings.entitlements)
     delivery = HostWebhookDelivery()
+    sessions = session_store(settings.app)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -73,9 +83,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if settings.app.event_worker:
             worker.start()
             delivery.start()
+        sweeper = asyncio.create_task(purge_expired_sessions(sessions), name="session-sweeper")
         try:
             yield
         finally:
+            sweeper.cancel()
             await worker.stop()
             await delivery.stop()
             await DB.close_connection_pool()
@@ -85,9 +97,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     oidc = OIDCClient(settings.oidc, redirect_uri=f"{settings.app.base_url}/auth/callback")
 
-    return Litestar(
+    metrics = (
+        PrometheusConfig(app_name="billing", prefix="billing", group_path=True, exclude=["^/metrics", "^/static/"])
+        if settings.app.metrics
+        else None
+    )
+    app = Litestar(
         route_handlers=[
+            *([MetricsController] if metrics else []),
             home,
+            not_found,
             healthz,
             AuthController,
             AccountController,
@@ -113,8 +132,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         state=State({"settings": settings, "oidc": oidc, "stripe_gateway": gateway, "worker": worker}),
         request_class=HTMXRequest,
         plugins=[HTMXPlugin(), FlashPlugin(config=FlashConfig(template_config=template_config)), BillingCLIPlugin()],
-        middleware=[session_config(settings.app).middleware],
-        stores={"sessions": session_store(settings.app), "rate_limit": rate_limit_store(settings.app)},
+        middleware=[*([metrics.middleware] if metrics else []), session_config(settings.app).middleware],
+        stores={"sessions": sessions, "rate_limit": rate_limit_store(settings.app)},
         csrf_config=CSRFConfig(
             secret=settings.app.session_secret,
             cookie_name="billing_csrf",
@@ -127,11 +146,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        logging_config=LoggingConfig(
-            root={"level": settings.app.log_level, "handlers": ["queue_listener"]},
-            loggers={"stripe": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
-            log_exceptions="debug",
-            disable_stack_trace={404, 400, 403, 401, 405, 409, 413, 422, 429},
+        # structlog owns logging (configure_logging above); unexpected errors are logged by
+        # app.web.errors.internal_error_handler with the request id.
+        logging_config=None,
+        openapi_config=(
+            OpenAPIConfig(title="Billing portal", version="1", path="/schema")
+            if settings.app.api_docs != "off"
+            else None
         ),
         debug=False,
     )
+    # Outside Litestar's router, so 404s and error pages get the request id and headers too.
+    app.asgi_handler = wrap_app(app.asgi_handler, settings)
+    return app

@@ -25,17 +25,38 @@ T = TypeVar("T")
 console = Console()
 
 
-def _run(main: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
-    """Run `main(gateway)` with settings from the environment; clear errors instead of tracebacks."""
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _run(
+    main: Callable[[Any], Coroutine[Any, Any, T]],
+    *,
+    writes_to_stripe: bool = False,
+    yes: bool = False,
+    service_logs: bool = False,
+) -> T:
+    """Run `main(gateway)` with settings from the environment; clear errors instead of tracebacks.
+
+    With a live key, a command that writes to Stripe (`writes_to_stripe`) asks first unless `yes`.
+    `service_logs`: log like the web processes (structlog, `LOG_LEVEL`, JSON in production) for
+    long-running commands; one-shot commands only show warnings.
+    """
     from app.entitlements.service import configure
     from app.stripe_gateway import StripeGateway, StripeGatewayError
 
     logging.basicConfig(level=logging.WARNING)
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = _settings()
     configure(settings.entitlements)
+    if service_logs:
+        from app.web.logs import configure_logging
+
+        configure_logging(settings.app)
+    if writes_to_stripe and settings.stripe.livemode and not yes:
+        click.confirm("This writes to your LIVE Stripe account. Continue?", abort=True)
     try:
         return asyncio.run(main(StripeGateway(settings.stripe)))
     except StripeGatewayError as exc:
@@ -52,9 +73,13 @@ def plans() -> None:
     """Plan commands."""
 
 
+YES = click.option("--yes", is_flag=True, help="With a live key, do not ask before writing to Stripe.")
+
+
 @plans.command(name="push", help="Create or update the catalogue's Products and Prices in Stripe, then sync locally.")
 @click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
-def plans_push(path: Path | None) -> None:
+@YES
+def plans_push(path: Path | None, yes: bool) -> None:
     """Push `plans.toml` to Stripe (idempotent) and sync the local `plan`/`price` tables."""
     from app.billing.sync import sync_catalog
     from app.plans.catalog import DEFAULT_CATALOG, CatalogError, load_catalog, push_catalog
@@ -71,7 +96,7 @@ def plans_push(path: Path | None) -> None:
             console.print(f"  {action}")
         console.print(f"Synced {plans_count} plans and {prices_count} prices.")
 
-    _run(main)
+    _run(main, writes_to_stripe=True, yes=yes)
 
 
 @billing.group(name="portal", help="Customer Portal configurations (portal.toml).")
@@ -81,7 +106,8 @@ def portal() -> None:
 
 @portal.command(name="push", help="Create or update one Billing Portal Configuration per workflow.")
 @click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
-def portal_push(path: Path | None) -> None:
+@YES
+def portal_push(path: Path | None, yes: bool) -> None:
     """Push `portal.toml` to Stripe (idempotent) and remember the configuration ids locally."""
     from app.portal.service import DEFAULT_PORTAL_FILE, load_portal_spec, push_portal
 
@@ -94,7 +120,7 @@ def portal_push(path: Path | None) -> None:
         for action in await push_portal(gateway, spec):
             console.print(f"  {action}")
 
-    _run(main)
+    _run(main, writes_to_stripe=True, yes=yes)
 
 
 @billing.command(name="sync", help="Backfill the local copy from Stripe: the catalogue and every customer, or one.")
@@ -152,6 +178,104 @@ def events_reconcile(hours: int) -> None:
         console.print(f"{found} undelivered event(s) at Stripe, {stored} were missing and stored, {handled} applied.")
 
     _run(main)
+
+
+@events.command(name="list", help="List stored events by status (newest first).")
+@click.option(
+    "--status",
+    default="failed",
+    show_default=True,
+    type=click.Choice(["pending", "processing", "failed", "dead", "processed", "ignored"]),
+)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+def events_list(status: str, limit: int) -> None:
+    """One row per event: id, type, customer, attempts, next attempt, last error."""
+    from app.billing.tables import StripeEvent
+
+    async def main(gateway: Any) -> None:
+        rows = (
+            await StripeEvent.select(
+                StripeEvent.stripe_event_id,
+                StripeEvent.type,
+                StripeEvent.stripe_customer_id,
+                StripeEvent.attempts,
+                StripeEvent.next_attempt_at,
+                StripeEvent.last_error,
+            )
+            .where(StripeEvent.status == status)
+            .order_by(StripeEvent.received_at, ascending=False)
+            .limit(limit)
+        )
+        if not rows:
+            console.print(f"No {status} events.")
+            return
+        # Tab-separated, one event per line: readable in a terminal, easy to grep or cut.
+        click.echo("\t".join(("event", "type", "customer", "attempts", "next_attempt_utc", "last_error")))
+        for row in rows:
+            next_at = row["next_attempt_at"].strftime("%Y-%m-%dT%H:%M:%SZ") if row["next_attempt_at"] else "-"
+            error = " ".join((row["last_error"] or "-").split())[:200]
+            fields = (row["stripe_event_id"], row["type"], row["stripe_customer_id"] or "-", str(row["attempts"]))
+            click.echo("\t".join((*fields, next_at, error)))
+        console.print(f"{len(rows)} {status} event(s).")
+
+    _run(main)
+
+
+@billing.group(name="webhook", help="The Stripe webhook endpoint of this app.")
+def webhook() -> None:
+    """Webhook endpoint commands."""
+
+
+@webhook.command(
+    name="create",
+    help="Create the endpoint for APP_BASE_URL/webhooks/stripe with the event types the app handles and the "
+    "pinned API version; print its signing secret once.",
+)
+@click.option("--dry-run", is_flag=True, help="Only say what would be done.")
+@YES
+def webhook_create(dry_run: bool, yes: bool) -> None:
+    """Create (or correct the event types of) the webhook endpoint; the secret is shown only on creation."""
+    from app.webhooks.endpoint import ENABLED_EVENTS, plan_endpoint
+
+    settings = _settings()
+
+    async def main(gateway: Any) -> None:
+        plan = plan_endpoint([e async for e in gateway.webhook_endpoints()], settings.app.base_url)
+        click.echo(("Would: " if dry_run else "") + plan.describe())
+        if dry_run or plan.action in {"ok", "recreate"}:
+            if plan.action == "recreate":
+                raise click.ClickException("the endpoint's API version cannot be changed")
+            return
+        if plan.action == "update":
+            assert plan.endpoint is not None
+            await gateway.update_webhook_endpoint(plan.endpoint["id"], ENABLED_EVENTS)
+            console.print(f"Updated {plan.endpoint['id']}: {len(ENABLED_EVENTS)} event types.")
+            return
+        created = await gateway.create_webhook_endpoint(plan.url, ENABLED_EVENTS)
+        console.print(f"Created {created['id']} for {plan.url}.")
+        console.print("Signing secret (shown once; set it as STRIPE_WEBHOOK_SECRET):")
+        click.echo(created["secret"])
+
+    _run(main, writes_to_stripe=not dry_run, yes=yes)
+
+
+@billing.command(name="doctor", help="Check the deployment: one line per check, non-zero exit on a problem.")
+@click.option("--max-due-seconds", default=300, show_default=True, help="Oldest due event allowed (worker alive).")
+def doctor(max_due_seconds: int) -> None:
+    """Key mode, webhook endpoint, portal configurations, migrations, event worker."""
+    settings = _settings()
+
+    async def main(gateway: Any) -> list[tuple[bool, str, str]]:
+        from app.doctor import run_checks
+
+        return await run_checks(settings, gateway, max_due_seconds=max_due_seconds)
+
+    results = _run(main)
+    for ok, name, detail in results:
+        # Plain lines (no wrapping) so the output can be grepped and read in a deployment log.
+        click.echo(f"{click.style('ok  ' if ok else 'FAIL', fg='green' if ok else 'red')} {name}: {detail}")
+    if not all(ok for ok, _, _ in results):
+        raise SystemExit(1)
 
 
 @billing.command(name="worker", help="Apply stored events continuously (run any number of these).")
@@ -212,20 +336,14 @@ def worker(check: bool) -> None:
         finally:
             await DB.close_connection_pool()
 
-    logging.basicConfig(level=logging.INFO if not check else logging.ERROR)
     if check:
+        logging.basicConfig(level=logging.ERROR)
         raise SystemExit(asyncio.run(health()))
+    from app.web.logs import configure_logging
+
+    configure_logging(settings.app)  # log like the web processes
     asyncio.run(run())
     console.print("Stopped.")
-
-
-def _settings() -> Any:
-    from app.settings import Settings
-
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 @billing.group(name="api-keys", help="Host API keys (read-only, stored hashed).")
@@ -271,7 +389,7 @@ def api_keys_list() -> None:
     _run(main)
 
 
-@billing.group(name="webhooks", help="Webhooks to the host product (customer.state_changed).")
+@billing.group(name="host-webhooks", help="Webhooks to the host product (customer.state_changed).")
 def host_webhooks() -> None:
     """Host webhook commands."""
 

@@ -14,14 +14,31 @@ network call. Read from the network first, then write in one of these.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
 
 from piccolo_conf import DB
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, timed out
+    asyncpg.InterfaceError,  # a connection closed or released under us
+    asyncpg.PostgresConnectionError,  # ConnectionDoesNotExistError, ConnectionFailureError, ...
+    asyncpg.exceptions.OperatorInterventionError,  # AdminShutdownError (pg_terminate_backend), restarts
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+    # asyncpg sometimes leaves a connection whose backend was terminated mid-transaction in a broken
+    # protocol state ("cannot switch to state …; another operation is in progress", MagicStack/asyncpg#1069);
+    # the pool drops it when its reset fails, so a retry gets a healthy one.
+    asyncpg.exceptions.InternalClientError,
+)
+"""Errors that mean "the database (or this connection to it) is gone", not "this query is wrong"."""
 
 
 @contextlib.asynccontextmanager
@@ -54,8 +71,28 @@ async def _discard(tx: Any, *, reset: bool) -> None:
     if connection is None:
         return
     logger.warning("Database connection lost inside a transaction; discarding it")
-    connection.terminate()
+    with contextlib.suppress(asyncpg.InterfaceError):  # already released when asyncpg saw it close
+        connection.terminate()
     if DB.pool is not None:
         # A closed connection goes back as an empty slot; the pool opens a new one when needed.
         with contextlib.suppress(Exception):
             await DB.pool.release(connection)
+
+
+async def retry_if_connection_lost(operation: Callable[[], Awaitable[T]], attempts: int = 3) -> T:
+    """Run an idempotent database `operation`; when its connection turns out dead, try again.
+
+    An idle pooled connection whose backend was killed fails only when next used; the pool then
+    replaces it, so a second try usually succeeds at once. Waits 0.2 s, then 0.4 s between tries.
+
+    Raises:
+        the last of `DATABASE_UNAVAILABLE` when every attempt failed.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return await operation()
+        except DATABASE_UNAVAILABLE:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")

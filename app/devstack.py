@@ -11,6 +11,10 @@ For every service the environment does not name, start a local one and export it
 
 Settings given in the environment always win. Then migrations are applied and uvicorn serves
 `app.asgi:create_app` on `HOST:PORT` (127.0.0.1:8000). Stand-ins are stopped on exit.
+
+The console stays quiet: every port the stack needs is checked before anything starts (a taken
+one is named, with the variable that moves it), the stand-ins' and migrations' output goes to
+`DATA_DIR/logs/`, one short banner says where to go, and then only the app's own log lines follow.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -73,7 +79,8 @@ def start_embedded_postgres(directory: Path, database: str = "billing") -> str:
 
 
 def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll `url` until it answers (any status below 500).
+    """Poll `url` until it answers (any status below 500, or a 503: `/healthz` says "unhealthy" with
+    a 503 when, say, old events wait in the queue, but the server is up and serving).
 
     Raises:
         RuntimeError: the process exited, or `timeout` seconds passed.
@@ -83,7 +90,7 @@ def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen[byt
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"{' '.join(map(str, process.args))} exited with {process.returncode}")  # type: ignore[arg-type]
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1.0).status_code < 500:
+            if httpx.get(url, timeout=1.0).status_code in (*range(100, 500), 503):
                 return
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
@@ -98,16 +105,52 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def logs_dir(env: MutableMapping[str, str]) -> Path:
+    """`DATA_DIR/logs`, where the stand-ins write their output."""
+    path = data_dir(env) / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def port_taken(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something already listens on `host:port` (or the port cannot be bound)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def taken_ports(env: MutableMapping[str, str]) -> list[str]:
+    """Each port this run would listen on that is already taken, as `'PORT=8000'`-style names."""
+    wanted = {"PORT": int(env.get("PORT", "8000"))}
+    if not env.get("AUTH0_DOMAIN") and not env.get("OIDC_ISSUER"):
+        wanted["OIDC_PORT"] = int(env.get("OIDC_PORT", "9400"))
+    if not env.get("STRIPE_SECRET_KEY"):
+        wanted["STRIPE_EMULATOR_PORT"] = int(env.get("STRIPE_EMULATOR_PORT", "12111"))
+    host = env.get("HOST", "127.0.0.1")
+    return [
+        f"{name}={port}" for name, port in wanted.items() if port_taken(port, host if name == "PORT" else "127.0.0.1")
+    ]
+
+
 @contextlib.contextmanager
-def background(args: list[str], ready_url: str, name: str) -> Iterator[subprocess.Popen[bytes]]:
+def background(
+    args: list[str], ready_url: str, name: str, log: IO[bytes] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run `args` as a child process until the block ends; wait until `ready_url` answers.
 
-    The child also stops if this process is killed outright (SIGKILL skips the `finally`).
+    Its output goes to `log` (a file in `DATA_DIR/logs/`). The child also stops if this process is
+    killed outright (SIGKILL skips the `finally`).
     """
-    process = subprocess.Popen(args, cwd=PROJECT_ROOT, preexec_fn=die_with_parent)  # noqa: S603
+    process = subprocess.Popen(  # noqa: S603
+        args, cwd=PROJECT_ROOT, preexec_fn=die_with_parent, stdout=log, stderr=subprocess.STDOUT if log else None
+    )
     try:
         wait_for_http(ready_url, process=process)
-        logger.info("%s ready at %s", name, ready_url.rsplit("/", 1)[0])
+        logger.debug("%s ready at %s", name, ready_url.rsplit("/", 1)[0])
         yield process
     finally:
         process.terminate()
@@ -124,7 +167,8 @@ def start_oidc_provider(stack: contextlib.ExitStack, env: MutableMapping[str, st
     issuer = f"http://localhost:{port}"
     args = [sys.executable, "-m", "oidc_provider_mock", "--port", str(port), "--host", "127.0.0.1"]
     args += ["--user-claims", json.dumps(DEMO_USER)]
-    stack.enter_context(background(args, f"{issuer}/.well-known/openid-configuration", "OpenID provider"))
+    log = stack.enter_context(open(logs_dir(env) / "oidc-provider.log", "ab"))
+    stack.enter_context(background(args, f"{issuer}/.well-known/openid-configuration", "OpenID provider", log))
     env["OIDC_ISSUER"] = issuer
     env.setdefault("AUTH0_CLIENT_ID", "billing-portal-local")
     env.setdefault("AUTH0_CLIENT_SECRET", "local-client-secret")
@@ -139,7 +183,8 @@ def start_stripe_emulator(stack: contextlib.ExitStack, env: MutableMapping[str, 
     args = [sys.executable, "-m", "e2e.stripe_emulator", "--port", str(port), "--public-url", base]
     args += ["--webhook-url", f"http://127.0.0.1:{app_port}/webhooks/stripe", "--webhook-secret", secret]
     args += ["--state-file", str(directory / "stripe_emulator.json")]
-    stack.enter_context(background(args, f"{base}/_emulator/health", "Stripe emulator"))
+    log = stack.enter_context(open(logs_dir(env) / "stripe-emulator.log", "ab"))
+    stack.enter_context(background(args, f"{base}/_emulator/health", "Stripe emulator", log))
     env["STRIPE_SECRET_KEY"] = "sk_test_emulator"
     env.setdefault("STRIPE_PUBLISHABLE_KEY", "pk_test_emulator")
     env["STRIPE_WEBHOOK_SECRET"] = secret
@@ -165,11 +210,11 @@ async def push_demo_catalog() -> None:
     gateway = StripeGateway(Settings.from_env().stripe)
     actions = await push_catalog(gateway, load_catalog())
     plans, prices = await sync_catalog(gateway)
-    logger.info("Demo catalogue: %d change(s) pushed; %d plans and %d prices synced", len(actions), plans, prices)
+    logger.debug("Demo catalogue: %d change(s) pushed; %d plans and %d prices synced", len(actions), plans, prices)
     from app.portal.service import load_portal_spec, push_portal
 
     configurations = await push_portal(gateway, load_portal_spec())
-    logger.info("Customer Portal: %d configurations pushed", len(configurations))
+    logger.debug("Customer Portal: %d configurations pushed", len(configurations))
 
 
 EXPORTED = (
@@ -200,17 +245,24 @@ def prepare(stack: contextlib.ExitStack, env: MutableMapping[str, str]) -> None:
     env.setdefault("APP_BASE_URL", f"http://localhost:{port}")
     if not env.get("SESSION_SECRET"):
         env["SESSION_SECRET"] = kept_secret(directory / "session_secret")
-    if not env.get("DATABASE_URL"):
-        env["DATABASE_URL"] = start_embedded_postgres(directory / "postgres")
-        logger.info("Embedded PostgreSQL running in %s", directory / "postgres")
-    if not env.get("AUTH0_DOMAIN") and not env.get("OIDC_ISSUER"):
-        start_oidc_provider(stack, env)
-    emulated_stripe = not env.get("STRIPE_SECRET_KEY")
-    if emulated_stripe:
-        start_stripe_emulator(stack, env, port)
-    asyncio.run(apply_migrations())
-    if emulated_stripe:
-        asyncio.run(push_demo_catalog())
+    setup_log = logs_dir(env) / "setup.log"
+    with open(setup_log, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        # Embedded PostgreSQL and Piccolo print and log a lot while starting: all of it goes to the file.
+        from app.settings import AppSettings
+        from app.web.logs import configure_logging
+
+        configure_logging(AppSettings(log_level="INFO"), stream=log)
+        if not env.get("DATABASE_URL"):
+            env["DATABASE_URL"] = start_embedded_postgres(directory / "postgres")
+            logger.debug("Embedded PostgreSQL running in %s", directory / "postgres")
+        if not env.get("AUTH0_DOMAIN") and not env.get("OIDC_ISSUER"):
+            start_oidc_provider(stack, env)
+        emulated_stripe = not env.get("STRIPE_SECRET_KEY")
+        if emulated_stripe:
+            start_stripe_emulator(stack, env, port)
+        asyncio.run(apply_migrations())
+        if emulated_stripe:
+            asyncio.run(push_demo_catalog())
     write_env_file(directory / "devstack.env", env)
 
 
@@ -218,27 +270,68 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def console_log_level() -> str:
+    """`LOG_LEVEL` when it is a valid level name (the settings check reports it otherwise), else INFO."""
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    return level if level in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"} else "INFO"
+
+
+def banner(env: MutableMapping[str, str]) -> str:
+    """The few lines printed once the stack is ready."""
+    directory = data_dir(env)
+    local_provider = env.get("OIDC_ISSUER", "").startswith("http://localhost:")
+    sign_in = (
+        "Sign in: type any name on the local provider, or press the demo user button (Dana Demo)"
+        if local_provider
+        else f"Sign in with {env.get('AUTH0_DOMAIN') or env.get('OIDC_ISSUER')}"
+    )
+    stripe = "the Stripe emulator" if env.get("STRIPE_API_BASE") else "Stripe test mode"
+    return "\n".join(
+        [
+            f"Billing portal: {env['APP_BASE_URL']}  (payments through {stripe})",
+            f"  {sign_in}",
+            f"  Operator: set -a; . {directory / 'devstack.env'}; set +a; uv run litestar billing doctor",
+            f"  Stand-in logs: {directory / 'logs'}/   Stop: Ctrl+C",
+        ]
+    )
+
+
 def main() -> None:
     """Entry point of `make run` (`python -m app.devstack`)."""
     # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit lets the
     # ExitStack below stop the stand-ins instead of leaving them running.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("stripe", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if taken := taken_ports(os.environ):
+        sys.exit(
+            f"Already in use: {', '.join(taken)} (another `make run`?). "
+            "Stop that process or choose other ports, e.g. PORT=8001 make run. Nothing was started."
+        )
+    from app.settings import AppSettings, Settings, SettingsError
+    from app.web.logs import configure_logging
+
+    configure_logging(AppSettings(log_level=console_log_level()))
     import uvicorn
 
     with contextlib.ExitStack() as stack:
         prepare(stack, os.environ)
-        from app.settings import Settings, SettingsError
-
+        configure_logging(AppSettings(log_level=console_log_level()))
         try:
             Settings.from_env()
         except SettingsError as exc:
             sys.exit(str(exc))
         host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
-        logger.info("Billing portal on %s (sign in as 'demo' on the local provider)", os.environ["APP_BASE_URL"])
-        uvicorn.run("app.asgi:create_app", factory=True, host=host, port=port, proxy_headers=True, log_level="info")
+        print(banner(os.environ), flush=True)  # the one thing `make run` prints itself
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+        uvicorn.run(
+            "app.asgi:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            proxy_headers=True,
+            log_config=None,
+            access_log=False,
+            log_level="warning",
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ The README's settings table lists the same variables; keep both in step.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,33 @@ class AppSettings:
     event_worker: bool = True
     """`EVENT_WORKER`: `in-process` (default) applies Stripe events inside each web process; `off`
     leaves them to `litestar billing worker` processes."""
+    env: str = "development"
+    """`APP_ENV`: `development` (default) or `production`; production refuses unsafe settings
+    (`Settings.production_problems()`) and logs JSON."""
+    trusted_proxies: tuple[str, ...] = ()
+    """`TRUSTED_PROXIES`: addresses or CIDR ranges (comma-separated) whose `X-Forwarded-For` /
+    `X-Forwarded-Proto` are believed; unset: none, the TCP peer is the client."""
+    web_concurrency: int = 2
+    """`WEB_CONCURRENCY`: web worker processes started by `scripts/serve`."""
+    server: str = "uvicorn"
+    """`ASGI_SERVER`: `uvicorn` (default) or `granian`, the production server of `scripts/serve`."""
+    host: str = "0.0.0.0"  # noqa: S104 (the production server listens on every interface of its container)
+    """`HOST`: where `scripts/serve` listens (`make run`: 127.0.0.1)."""
+    port: int = 8000
+    """`PORT`: the port `scripts/serve` (and `make run`) listens on."""
+    api_docs: str = "off"
+    """`API_DOCS`: `off` (default), `on` (serve the OpenAPI schema and its pages under `/schema`;
+    refused in production) or `public` (the explicit opt-in to serve them in production)."""
+    metrics: bool = False
+    """`METRICS`: `on` serves Prometheus metrics at `/metrics`; off by default."""
+    webhook_source_allowlist: bool = False
+    """`WEBHOOK_SOURCE_ALLOWLIST`: `on` accepts `POST /webhooks/stripe` only from Stripe's published
+    webhook addresses (`app/webhooks/stripe_webhook_ips.txt`); off by default."""
+
+    @property
+    def is_production(self) -> bool:
+        """True under `APP_ENV=production`."""
+        return self.env == "production"
 
     @property
     def is_https(self) -> bool:
@@ -198,6 +226,38 @@ class Settings:
         if event_worker not in {"in-process", "off"}:
             errors.append("EVENT_WORKER must be in-process or off")
 
+        app_env = (get("APP_ENV", "development") or "development").lower()
+        if app_env not in {"development", "production"}:
+            errors.append("APP_ENV must be development or production")
+        trusted_proxies = tuple(p.strip() for p in (get("TRUSTED_PROXIES") or "").split(",") if p.strip())
+        for proxy in trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                errors.append(f"TRUSTED_PROXIES must hold IP addresses or CIDR ranges, not {proxy!r}")
+        server = (get("ASGI_SERVER", "uvicorn") or "uvicorn").lower()
+        if server not in {"uvicorn", "granian"}:
+            errors.append("ASGI_SERVER must be uvicorn or granian")
+
+        def integer(name: str, default: int, low: int, high: int) -> int:
+            raw = get(name, str(default)) or str(default)
+            if not raw.isdigit() or not low <= int(raw) <= high:
+                errors.append(f"{name} must be a whole number from {low} to {high}")
+                return default
+            return int(raw)
+
+        def switch(name: str) -> bool:
+            raw = (get(name, "off") or "off").lower()
+            if raw not in {"on", "off", "true", "false", "1", "0"}:
+                errors.append(f"{name} must be on or off")
+            return raw in {"on", "true", "1"}
+
+        api_docs = (get("API_DOCS", "off") or "off").lower()
+        if api_docs not in {"off", "on", "public"}:
+            errors.append("API_DOCS must be off, on or public")
+        web_concurrency = integer("WEB_CONCURRENCY", 2, 1, 64)
+        port = integer("PORT", 8000, 1, 65535)
+
         database_url = url("DATABASE_URL", schemes=("postgres", "postgresql"))
         redis_url = url("REDIS_URL", schemes=("redis", "rediss", "unix"))
 
@@ -297,6 +357,15 @@ class Settings:
                 default_timezone=get("DEFAULT_TIMEZONE", "UTC") or "UTC",
                 event_worker=event_worker == "in-process",
                 portal_retention_coupon=get("PORTAL_RETENTION_COUPON"),
+                env=app_env,
+                trusted_proxies=trusted_proxies,
+                web_concurrency=web_concurrency,
+                server=server,
+                host=get("HOST", "0.0.0.0") or "0.0.0.0",  # noqa: S104 (see AppSettings.host)
+                port=port,
+                api_docs=api_docs,
+                metrics=switch("METRICS"),
+                webhook_source_allowlist=switch("WEBHOOK_SOURCE_ALLOWLIST"),
             ),
             database=DatabaseSettings(url=database_url, pool_size=pool_size),
             oidc=OIDCSettings(
@@ -321,3 +390,31 @@ class Settings:
             ),
             worker=worker,
         )
+
+
+# Values that only the local stand-ins use; a production deployment that still has them is misconfigured.
+DEVELOPMENT_SECRETS = {"local-client-secret", "sk_test_emulator", "pk_test_emulator"}
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """Why `settings` are unsafe to serve real people with (empty when they are fine).
+
+    Checked when `APP_ENV=production`: by `create_app()` and by `scripts/serve` before migrations.
+    """
+    problems: list[str] = []
+    if urlsplit(settings.app.base_url).scheme != "https":
+        problems.append("APP_BASE_URL must be https:// in production (cookies are only Secure over https)")
+    if settings.stripe.api_base:
+        problems.append("STRIPE_API_BASE is set: production talks to Stripe itself, not an emulator")
+    if settings.stripe.secret_key in DEVELOPMENT_SECRETS or settings.oidc.client_secret in DEVELOPMENT_SECRETS:
+        problems.append("STRIPE_SECRET_KEY or AUTH0_CLIENT_SECRET is a development default")
+    secret = settings.app.session_secret
+    if len(set(secret)) < 16:
+        problems.append("SESSION_SECRET looks like a placeholder: use at least 32 random characters")
+    issuer = urlsplit(settings.oidc.issuer)
+    if issuer.scheme != "https" or issuer.hostname in LOOPBACK_HOSTS:
+        problems.append("the OpenID issuer must be an https:// provider, not the local stand-in")
+    if settings.app.api_docs == "on":
+        problems.append("API_DOCS=on: the schema pages are public; set API_DOCS=public to mean it, or off")
+    return problems

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 import stripe
 from aiolimiter import AsyncLimiter
 
+from app import metrics
 from app.settings import StripeSettings
 
 logger = logging.getLogger(__name__)
@@ -110,8 +111,18 @@ class StripeGateway:
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         if self._limiter is not None:
-            await self._limiter.acquire()
+            await self._limiter.acquire()  # waiting for the budget is not Stripe's latency
         self.calls += 1
+        started = time.perf_counter()
+        try:
+            return await self._mapped(what, call)
+        except StripeGatewayError as exc:
+            metrics.STRIPE_REQUEST_ERRORS.labels(operation=what, kind=type(exc).__name__).inc()
+            raise
+        finally:
+            metrics.STRIPE_REQUEST_SECONDS.labels(operation=what).observe(time.perf_counter() - started)
+
+    async def _mapped(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
             return await call()
         except stripe.CardError as exc:
@@ -119,20 +130,45 @@ class StripeGateway:
                 exc.user_message or "The card was declined.", request_id=exc.request_id, code=exc.code
             ) from exc
         except stripe.RateLimitError as exc:
-            logger.warning("Stripe rate limit on %s (request %s)", what, exc.request_id)
+            logger.warning(
+                "Stripe rate limit on %s (request %s)",
+                what,
+                exc.request_id,
+                extra={"stripe_request_id": exc.request_id},
+            )
             raise StripeRateLimited("Stripe is rate limiting requests.", request_id=exc.request_id) from exc
         except stripe.InvalidRequestError as exc:
-            logger.warning("Stripe refused %s: %s %s (request %s)", what, exc.code, exc.user_message, exc.request_id)
+            logger.warning(
+                "Stripe refused %s: %s %s (request %s)",
+                what,
+                exc.code,
+                exc.user_message,
+                exc.request_id,
+                extra={"stripe_request_id": exc.request_id},
+            )
             error_cls = StripeNotFound if exc.code == "resource_missing" else StripeRequestRejected
             raise error_cls(
                 str(exc.user_message or exc), request_id=exc.request_id, code=exc.code, param=exc.param
             ) from exc
         except (stripe.APIConnectionError, stripe.APIError) as exc:
-            logger.error("Stripe unavailable during %s: %s (request %s)", what, exc, exc.request_id)
+            logger.error(
+                "Stripe unavailable during %s: %s (request %s)",
+                what,
+                exc,
+                exc.request_id,
+                extra={"stripe_request_id": exc.request_id},
+            )
             raise StripeUnavailable("Stripe did not answer.", request_id=exc.request_id) from exc
         except stripe.StripeError as exc:
             status = exc.http_status or 0
-            logger.error("Stripe error during %s: %s (status %s, request %s)", what, exc, status, exc.request_id)
+            logger.error(
+                "Stripe error during %s: %s (status %s, request %s)",
+                what,
+                exc,
+                status,
+                exc.request_id,
+                extra={"stripe_request_id": exc.request_id},
+            )
             if status >= 500 or status == 0:
                 raise StripeUnavailable("Stripe did not answer.", request_id=exc.request_id) from exc
             raise StripeRequestRejected(str(exc.user_message or exc), request_id=exc.request_id) from exc
@@ -258,6 +294,37 @@ class StripeGateway:
             lambda p: self.client.v1.invoices.list_async(params=p),  # type: ignore[arg-type]
             {"customer": customer_id, "expand": ["data.payments"]},
             max_pages=max_pages,
+        )
+
+    async def withdraw_cancellation(self, subscription_id: str) -> dict[str, Any]:
+        """Keep a subscription that was set to cancel at the end of its period: `cancel_at_period_end=false`
+        (https://docs.stripe.com/api/subscriptions/update). Returns the updated Subscription.
+
+        Raises: StripeNotFound, StripeRequestRejected (e.g. the subscription already ended), StripeUnavailable.
+        """
+        return as_dict(
+            await self._call(
+                "subscriptions.update",
+                lambda: self.client.v1.subscriptions.update_async(
+                    subscription_id, params={"cancel_at_period_end": False}
+                ),
+            )
+        )
+
+    async def preview_next_invoice(self, customer_id: str, subscription_id: str) -> dict[str, Any]:
+        """The invoice Stripe would send at the subscription's next renewal, as Stripe computes it now
+        (https://docs.stripe.com/api/invoices/create_preview): `amount_due` in minor units, `currency`,
+        `next_payment_attempt` / `period_end` in Unix seconds.
+
+        Raises: StripeNotFound, StripeRequestRejected (e.g. nothing will be invoiced), StripeUnavailable.
+        """
+        return as_dict(
+            await self._call(
+                "invoices.create_preview",
+                lambda: self.client.v1.invoices.create_preview_async(
+                    params={"customer": customer_id, "subscription": subscription_id}
+                ),
+            )
         )
 
     # Catalogue — https://docs.stripe.com/api/products, https://docs.stripe.com/api/prices
@@ -445,6 +512,40 @@ class StripeGateway:
             lambda p: self.client.v1.events.list_async(params=p),  # type: ignore[arg-type]
             dict(filters),
             max_pages=30,
+        )
+
+    # Webhook endpoints — https://docs.stripe.com/api/webhook_endpoints
+
+    def webhook_endpoints(self) -> AsyncIterator[dict[str, Any]]:
+        """https://docs.stripe.com/api/webhook_endpoints/list (every endpoint of the account)."""
+        return self._list_all(
+            "webhook_endpoints.list",
+            lambda p: self.client.v1.webhook_endpoints.list_async(params=p),  # type: ignore[arg-type]
+            {},
+            max_pages=5,
+        )
+
+    async def create_webhook_endpoint(self, url: str, enabled_events: list[str]) -> dict[str, Any]:
+        """https://docs.stripe.com/api/webhook_endpoints/create, pinned to this app's `API_VERSION`.
+
+        The response is the only time Stripe reveals the endpoint's signing `secret` (`whsec_…`).
+        """
+        params = {"url": url, "enabled_events": enabled_events, "api_version": API_VERSION}
+        return as_dict(
+            await self._call(
+                "webhook_endpoints.create",
+                lambda: self.client.v1.webhook_endpoints.create_async(params=params),  # type: ignore[arg-type]
+            )
+        )
+
+    async def update_webhook_endpoint(self, endpoint_id: str, enabled_events: list[str]) -> dict[str, Any]:
+        """https://docs.stripe.com/api/webhook_endpoints/update (the event types; the version cannot change)."""
+        params = {"enabled_events": enabled_events}
+        return as_dict(
+            await self._call(
+                "webhook_endpoints.update",
+                lambda: self.client.v1.webhook_endpoints.update_async(endpoint_id, params=params),  # type: ignore[arg-type]
+            )
         )
 
     # Webhooks — https://docs.stripe.com/webhooks#verify-manually

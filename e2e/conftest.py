@@ -83,7 +83,7 @@ async def live_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=60, process=process)
+            wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=180, process=process)
         except RuntimeError:
             process.kill()
             raise RuntimeError("the stack did not start:\n" + log_path.read_text()[-4000:]) from None

@@ -56,8 +56,9 @@ async def test_journey_1_subscribe_change_card_switch_yearly_cancel_and_see_hist
     await Toasts(page).expect("Payment method: Visa •••• 4242 → Mastercard •••• 4444")
     await expect(page.get_by_test_id("default-card")).to_contain_text("Mastercard •••• 4444")
 
-    await page.get_by_role("button", name="Manage Subscription").click()
+    await page.get_by_role("button", name="Manage Subscription").click()  # the portal's homepage
     await services.portal(page).switch_price(re.compile(r"Pro.*year"))
+    await services.portal(page).return_to_app()
     await expect(page).to_have_url(services.url("/account"), timeout=SLOW)
     await Toasts(page).expect(re.compile(r"Plan: Pro monthly → Pro yearly"))
     await expect(page.get_by_test_id("plan-name")).to_contain_text("/ year")
@@ -65,8 +66,10 @@ async def test_journey_1_subscribe_change_card_switch_yearly_cancel_and_see_hist
     await page.goto(services.url("/portal"))
     await page.get_by_role("button", name="Cancel subscription").click()
     await services.portal(page).cancel("Too expensive")
-    await expect(page).to_have_url(services.url("/account"), timeout=SLOW)
+    await expect(page).to_have_url(re.compile(r"/portal/cancelled\?ps=\d+$"), timeout=SLOW)
     await Toasts(page).expect(re.compile(r"Cancels on "))
+    await expect(page.get_by_role("button", name="Keep my plan")).to_be_visible()
+    await account.open()
     await expect(page.get_by_test_id("renewal")).to_have_attribute("aria-label", re.compile(r"^Cancels on \S"))
     await account.expect_status("Active")
 
@@ -168,10 +171,11 @@ async def test_journey_5_held_webhooks_do_not_change_what_the_return_shows(page:
         await page.goto(services.url("/portal"))
         await page.get_by_role("button", name="Cancel subscription").click()
         await services.portal(page).cancel("Too expensive")
-        await expect(page).to_have_url(services.url("/account"), timeout=SLOW)
+        await expect(page).to_have_url(re.compile(r"/portal/cancelled\?ps=\d+$"), timeout=SLOW)
         # Nothing was delivered, yet the return synced from Stripe eagerly.
         assert (await emulator.deliveries()).get("pending"), "expected the webhooks to be held"
         await Toasts(page).expect(re.compile(r"Cancels on "))
+        await services.account(page).open()
         await expect(page.get_by_test_id("renewal")).to_have_attribute("aria-label", re.compile(r"^Cancels on "))
         await page.reload()
         await expect(page.get_by_test_id("renewal")).to_have_attribute("aria-label", re.compile(r"^Cancels on "))

@@ -41,6 +41,7 @@ async def test_switch_to_yearly_from_manage_subscription(page: Page, live_stack:
     await subscribe(page, live_stack, "switch.yearly@example.com")
     await page.get_by_role("button", name="Manage Subscription").click()
     await EmulatorPortal(page).switch_price(re.compile(r"Pro.*year"))
+    await EmulatorPortal(page).return_to_app()
     await expect(page).to_have_url(live_stack.url("/account"))
     await Toasts(page).expect(re.compile(r"Plan: Pro monthly → Pro yearly, from "))
     await expect(page.get_by_test_id("plan-name")).to_contain_text("/ year")
@@ -63,8 +64,9 @@ async def test_cancel_at_period_end(page: Page, live_stack: LiveStack) -> None:
     await page.screenshot(path=screenshot_path("portal-workflows"), full_page=True)
     await page.get_by_role("button", name="Cancel subscription").click()
     await EmulatorPortal(page).cancel("Too expensive")
-    await expect(page).to_have_url(live_stack.url("/account"))
+    await expect(page).to_have_url(re.compile(r"/portal/cancelled\?ps=\d+$"))
     await Toasts(page).expect(re.compile(r"Cancels on "))
+    await AccountPage(page, live_stack.base_url).open()
     await expect(page.get_by_test_id("renewal")).to_have_attribute("aria-label", re.compile(r"^Cancels on "))
     await expect(page.get_by_test_id("subscription-status")).to_contain_text("Active")
 
@@ -76,7 +78,7 @@ async def test_update_billing_email(page: Page, live_stack: LiveStack) -> None:
     await EmulatorPortal(page).update_email("new.email@example.com")
     await EmulatorPortal(page).return_to_app()
     await expect(page).to_have_url(live_stack.url("/account"))
-    await Toasts(page).expect("Billing email changed")
+    await Toasts(page).expect("Billing email: old.email@example.com → new.email@example.com")
 
 
 async def test_billing_review_without_changes_says_so(page: Page, live_stack: LiveStack) -> None:

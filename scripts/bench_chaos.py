@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,11 @@ async def kill_app_connections(database_url: str) -> int:
 
 
 async def mismatches(gateway: Any, subscription_ids: list[str], deleted_customer: str | None) -> list[str]:
-    """Where the local copy differs from Stripe (one line per difference)."""
+    """Where the local copy differs from Stripe (one line per difference).
+
+    The customer deleted at Stripe must have no live plan here: its row deleted with its subscription
+    canceled, or no row at all when it was deleted before it was ever synced.
+    """
     from app.billing.tables import Customer, Subscription
 
     found = []
@@ -70,12 +75,15 @@ async def mismatches(gateway: Any, subscription_ids: list[str], deleted_customer
         item = remote["items"]["data"][0]
         want = (remote["status"], item["price"]["id"], item["quantity"], remote["cancel_at_period_end"])
         local = await Subscription.objects().get(Subscription.stripe_subscription_id == sub_id)
-        have = None if local is None else (local.status, local.stripe_price_id, local.quantity, local.cancel_at_period_end)
-        if have != want:
+        have = None
+        if local is not None:
+            have = (local.status, local.stripe_price_id, local.quantity, local.cancel_at_period_end)
+        never_synced = have is None and remote["customer"] == deleted_customer
+        if have != want and not never_synced:
             found.append(f"{sub_id}: local {have} != Stripe {want}")
     if deleted_customer:
         row = await Customer.objects().get(Customer.stripe_customer_id == deleted_customer)
-        if row is None or not row.deleted:
+        if row is not None and not row.deleted:
             found.append(f"{deleted_customer}: deleted at Stripe, not locally")
     return found
 
@@ -92,19 +100,11 @@ async def main() -> None:
     database_url = with_database(server_url, BENCH_DB)
     os.environ["DATABASE_URL"] = database_url  # before piccolo_conf is imported
 
-    import httpx
-    import uvicorn
-
     from app.asgi import create_app
-    from app.auth.tables import User
-    from app.billing.sync import sync_catalog
-    from app.billing.tables import StripeEvent
     from app.devstack import apply_migrations
-    from app.plans.catalog import load_catalog, push_catalog
     from app.settings import Settings
-    from app.stripe_gateway import StripeGateway
     from e2e.stripe_emulator import EmulatorConfig, WebhookTarget, run_in_thread
-    from tests.support.servers import free_port
+    from tests.support.servers import free_port, serve_in_loop
 
     await apply_migrations()
     app_port = free_port()
@@ -119,7 +119,7 @@ async def main() -> None:
         {
             "APP_BASE_URL": f"http://127.0.0.1:{app_port}",
             "SESSION_SECRET": "c" * 40,
-            "DATA_DIR": str(Path(os.environ.get("TMPDIR", "/tmp")) / "billing-chaos"),
+            "DATA_DIR": tempfile.mkdtemp(prefix="billing-chaos-"),
             "OIDC_ISSUER": "http://127.0.0.1:9",
             "AUTH0_CLIENT_ID": "chaos",
             "AUTH0_CLIENT_SECRET": "chaos",
@@ -131,10 +131,21 @@ async def main() -> None:
             "LOG_LEVEL": "WARNING",
         }
     )
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), port=app_port, log_level="error", lifespan="on"))
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
+    async with serve_in_loop(create_app(settings), app_port):
+        await run(args, emulator, settings, database_url)
+    emulator.stop()
+
+
+async def run(args: argparse.Namespace, emulator: Any, settings: Any, database_url: str) -> None:
+    """The changes and faults against the running app, then the verdict."""
+    import httpx
+
+    from app.auth.tables import User
+    from app.billing.sync import sync_catalog
+    from app.billing.tables import StripeEvent
+    from app.plans.catalog import load_catalog, push_catalog
+    from app.stripe_gateway import StripeGateway
+
     gateway = StripeGateway(settings.stripe)
     control = httpx.AsyncClient(base_url=emulator.url)
 
@@ -218,9 +229,6 @@ async def main() -> None:
         print(f"converged after the last fault in: {verdict}")
     finally:
         await control.aclose()
-        server.should_exit = True
-        await serving
-        emulator.stop()
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ async def test_an_operator_grants_a_feature_until_a_date_and_ends_it(cli_env: Cl
 
 
 async def test_a_webhook_endpoint_is_added_with_a_fresh_secret(cli_env: CliRunner) -> None:
-    output = await run(cli_env, "webhooks", "add", "https://host.example/hooks/billing")
+    output = await run(cli_env, "host-webhooks", "add", "https://host.example/hooks/billing")
     secret = re.search(r"whsec_\S+", output)
     row = await HostWebhookEndpoint.objects().get(HostWebhookEndpoint.url == "https://host.example/hooks/billing")
     assert secret is not None and row is not None and row.secret == secret.group(0)

@@ -232,17 +232,22 @@ async def test_tampered_cursor_is_a_400_page(client: Client) -> None:
     assert both.status_code == 400
 
 
-async def test_htmx_request_gets_only_the_rows_and_plain_request_the_page(client: Client) -> None:
+async def test_htmx_request_gets_the_form_with_its_rows_and_plain_request_the_page(client: Client) -> None:
     alice = await signed_in_user(client, "alice")
     await seed_payments(alice.id, 30, "a")
     page = await client.get("/billing/history")
-    assert "<html" in page.text and 'id="history-rows"' in page.text and "<form" in page.text
+    assert "<html" in page.text and 'id="history-results"' in page.text and "<form" in page.text
     assert page.headers["vary"].lower().count("hx-request") == 1
     fragment = await client.get("/billing/history?size=25", headers={"HX-Request": "true"})
-    assert fragment.status_code == 200
-    assert "<html" not in fragment.text and "<form" not in fragment.text and 'id="history-rows"' not in fragment.text
+    assert fragment.status_code == 200 and fragment.headers["vary"].lower().count("hx-request") == 1
+    # The filter form travels with the rows, showing the values (and errors) of what was filtered.
+    assert "<html" not in fragment.text and 'id="history-results"' not in fragment.text
+    assert "<form" in fragment.text and 'id="history-rows"' in fragment.text
+    assert '<option value="25" selected>' in fragment.text
     assert len(row_ids(fragment.text)) == 25
-    assert 'hx-target="#history-rows"' in fragment.text and 'hx-push-url="true"' in fragment.text
+    assert 'hx-target="#history-results"' in fragment.text and 'hx-push-url="true"' in fragment.text
+    invalid = await client.get("/billing/history?from=yesterday", headers={"HX-Request": "true"})
+    assert invalid.status_code == 400 and 'id="history-from-error"' in invalid.text and "<html" not in invalid.text
     restore = await client.get("/billing/history", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"})
     assert "<html" in restore.text
 

@@ -347,10 +347,15 @@ async def test_worker_reconciles_undelivered_events_by_itself(
     await user.save()
     # No app listens yet: every delivery fails and Stripe marks the event undelivered.
     created = await gateway.client.v1.customers.create_async(params={"metadata": {"user_id": str(user.id)}})
+    # A price event carries decimal strings (`unit_amount_decimal`), which the SDK reads as Decimal.
+    await gateway.client.v1.prices.create_async(
+        params={"currency": "usd", "unit_amount": 1234, "product_data": {"name": "Lost price"}}
+    )
     deadline = time.monotonic() + 20
-    while not [e async for e in gateway.events(delivery_success=False, type="customer.created")]:
+    while len([e async for e in gateway.events(delivery_success=False)]) < 3:
         assert time.monotonic() < deadline, "the emulator never gave up delivering"
         await asyncio.sleep(0.2)
+    await settle(gateway.settings.api_base)  # no retry left in flight: only the reconciliation can bring them
     reconciling = dataclasses.replace(worker_settings, worker=WorkerSettings(poll_seconds=0.2, reconcile_minutes=5))
     async with serve_in_loop(create_app(reconciling), app_port):
 
@@ -358,6 +363,7 @@ async def test_worker_reconciles_undelivered_events_by_itself(
             return await Customer.exists().where(Customer.stripe_customer_id == created.id)
 
         await eventually(linked, 10, "the undelivered event being stored and applied")
+        assert await StripeEvent.exists().where(StripeEvent.type == "price.created")
     rows = await StripeEvent.raw("SELECT next_run_at - last_run_at AS gap FROM scheduled_task")
     assert rows and rows[0]["gap"] == timedelta(minutes=5), "one run, the next one in five minutes"
 
@@ -524,3 +530,19 @@ async def test_signed_bodies_that_are_not_json_objects_get_a_precise_400(billing
     )
     assert response.status_code == 400 and response.json()["error"].startswith("malformed event: the body is not")
     assert await StripeEvent.count() == 0
+
+
+async def test_a_claim_that_never_reached_its_worker_is_put_back_at_the_next_heartbeat(billing_client: Client) -> None:
+    from app.webhooks.service import claim_next
+    from app.webhooks.worker import release_orphaned_leases
+
+    await post_event(billing_client, customer_event("cus_lost_claim", "evt_lost_claim"))
+    await post_event(billing_client, customer_event("cus_kept_claim", "evt_kept_claim"))
+    lost = await claim_next("worker-a", lease_seconds=120)
+    kept = await claim_next("worker-a", lease_seconds=120)
+    assert lost is not None and kept is not None
+    # The worker only knows about `kept` (the answer to the first claim was lost with its connection).
+    assert await release_orphaned_leases("worker-a", kept.ids) == 1
+    rows = {r.stripe_event_id: r for r in await StripeEvent.objects()}
+    assert rows["evt_lost_claim"].status == "pending" and rows["evt_lost_claim"].attempts == 0
+    assert rows["evt_kept_claim"].status == "processing" and rows["evt_kept_claim"].leased_by == "worker-a"

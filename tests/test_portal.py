@@ -87,7 +87,9 @@ async def test_return_summary_names_the_change_whenever_the_webhook_arrives(
         await drain(gateway)
     page = await return_from(billing_client, ps)
     assert "Cancels on" in page.text
-    assert 'aria-label="Cancels on' in page.text
+    # A cancellation returns to its own page: the end date, Keep my plan.
+    assert str(page.url).endswith(f"/portal/cancelled?ps={ps}") and "Your plan ends on" in page.text
+    assert "Keep my plan" in page.text
     # A reload shows the same summary, and the audit trail has the change once per detection.
     again = await return_from(billing_client, ps)
     assert "Cancels on" in again.text

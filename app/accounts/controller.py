@@ -1,17 +1,31 @@
-"""`/account`: the signed-in person's profile (billing details join it in later issues)."""
+"""`/account`: the signed-in person's profile and billing summary, and "Keep my plan"."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.response import Template
+from litestar.plugins.flash import flash
+from litestar.response import Redirect, Response, Template
+from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from app.auth.tables import User
+from app.billing.keep import NothingToKeep, keep_plan
 from app.billing.service import account_billing
 from app.entitlements.service import what_you_have
+from app.stripe_gateway import StripeGateway, StripeRequestRejected, StripeUnavailable
+from app.web.errors import stripe_failure_response, stripe_refusal_response
 from app.web.guards import requires_login
+from app.web.i18n import date
+
+
+def shown_email(user: User, billing_email: str | None) -> str | None:
+    """The email to show: the sign-in one when it is an address, else the one Stripe has for billing
+    (a person without an email types one in Checkout)."""
+    if user.email and "@" in user.email:
+        return str(user.email)
+    return billing_email
 
 
 class AccountController(Controller):
@@ -24,13 +38,38 @@ class AccountController(Controller):
     async def show(self, request: Request[Any, Any, Any], current_user: NamedDependency[User]) -> Template:
         """Profile and billing summary of the signed-in person, read from the local copy only."""
         billing = await account_billing(current_user.id)
+        email = shown_email(current_user, billing.customer.email if billing.customer else None)
         included = await what_you_have(current_user.id)
         return Template(
             template_name="accounts/show.html",
             context={
                 "user": current_user,
                 "billing": billing,
+                "email": email,
                 "included": included,
                 "entitlements": {e["feature"] for e in included},
             },
         )
+
+    @post("/keep-plan", name="account:keep_plan", status_code=HTTP_303_SEE_OTHER)
+    async def keep(
+        self,
+        request: Request[Any, Any, Any],
+        current_user: NamedDependency[User],
+        stripe_gateway: NamedDependency[StripeGateway],
+    ) -> Response[Any]:
+        """Withdraw the pending cancellation at Stripe, sync, and say what happened on the account page."""
+        try:
+            subscription = await keep_plan(stripe_gateway, current_user)
+        except NothingToKeep:
+            flash(request, "Your plan is not set to cancel, so there is nothing to undo.", category="info")
+        except StripeRequestRejected as exc:
+            return stripe_refusal_response(request, exc)
+        except StripeUnavailable as exc:
+            return stripe_failure_response(
+                request, "We could not reach Stripe, so your plan still cancels. Please try again in a minute.", exc
+            )
+        else:
+            renews = date({"request": request}, subscription.current_period_end)
+            flash(request, f"You kept your plan: it renews on {renews}.", category="success")
+        return Redirect(request.app.route_reverse("account:show"), status_code=HTTP_303_SEE_OTHER)

@@ -60,6 +60,8 @@ async def snapshot(user_id: int) -> dict[str, Any]:
         "period_start": iso(sub.current_period_start if sub else None),
         "ended_at": iso(sub.ended_at if sub else None),
         "email": customer.email if customer else None,
+        "name": customer.name if customer else None,
+        "phone": customer.phone if customer else None,
         "address": customer.address if customer else None,
         "tax_ids": customer.tax_ids if customer else None,
     }
@@ -87,7 +89,10 @@ def describe_changes(
     """The differences between two snapshots in words, e.g.
 
     "Payment method: Visa •••• 4242 → Mastercard •••• 4444", "Plan: Pro monthly → Pro yearly, from
-    1 Dec 2026", "Cancels on 23 Dec 2026", "Billing email changed". Empty when nothing changed.
+    1 Dec 2026", "Cancels on 23 Dec 2026", "Billing email: a@example.com → b@example.com",
+    "Billing address: 1 Main St, 10115, Berlin, DE". Each of email, name, phone, address and tax ids
+    is named only when it changed (an address whose parts went from null to blank did not). Empty
+    when nothing changed.
     """
     zone = ZoneInfo(tz)
     changes: list[Change] = []
@@ -115,22 +120,56 @@ def describe_changes(
         else:
             text = "Cancellation withdrawn: your plan renews as usual"
         changes.append(Change("cancellation", old, new, text))
-    if before.get("email") != after.get("email"):
-        changes.append(Change("email", before.get("email"), after.get("email"), "Billing email changed"))
-    if before.get("address") != after.get("address"):
-        changes.append(
-            Change("address", _flat(before.get("address")), _flat(after.get("address")), "Billing address updated")
-        )
-    if before.get("tax_ids") != after.get("tax_ids"):
-        changes.append(Change("tax_ids", _flat(before.get("tax_ids")), _flat(after.get("tax_ids")), "Tax ID updated"))
+    for kind, label in (("email", "Billing email"), ("name", "Billing name"), ("phone", "Phone")):
+        old, new = before.get(kind) or None, after.get(kind) or None
+        if old != new:
+            changes.append(Change(kind, old, new, _from_to(label, old, new)))
+    old_address, new_address = _address(before.get("address")), _address(after.get("address"))
+    if old_address != new_address:
+        old, new = _flat(old_address), _flat(new_address)
+        changes.append(Change("address", old, new, _from_to("Billing address", old, new)))
+    old_tax, new_tax = _tax_ids(before.get("tax_ids")), _tax_ids(after.get("tax_ids"))
+    if old_tax != new_tax:
+        old, new = ", ".join(old_tax) or None, ", ".join(new_tax) or None
+        changes.append(Change("tax_ids", old, new, _from_to("Tax ID", old, new)))
     return changes
+
+
+def _from_to(label: str, old: str | None, new: str | None) -> str:
+    """ "Billing email: a@x → b@x", "Phone: +1 555 0100" (added), "Tax ID removed (DE123)"."""
+    if old and new:
+        return f"{label}: {old} → {new}"
+    if new:
+        return f"{label}: {new}"
+    return f"{label} removed ({old})"
+
+
+def _address(value: Any) -> dict[str, str] | None:
+    """An address without its empty parts (Stripe's null and a blank form field mean the same); None if empty."""
+    if not isinstance(value, dict):
+        return None
+    parts = {k: str(v).strip() for k, v in value.items() if v is not None and str(v).strip()}
+    return parts or None
+
+
+ADDRESS_ORDER = ("line1", "line2", "postal_code", "city", "state", "country")
+
+
+def _tax_ids(value: Any) -> list[str]:
+    """Tax ids as their values, in a stable order."""
+    if not isinstance(value, list):
+        return []
+    return sorted(str(v.get("value")) if isinstance(v, dict) else str(v) for v in value if v)
 
 
 def _flat(value: Any) -> str | None:
     if not value:
         return None
     if isinstance(value, dict):
-        return ", ".join(str(v) for v in value.values() if v)
+        ordered = [value[k] for k in ADDRESS_ORDER if value.get(k)] + [
+            v for k, v in value.items() if k not in ADDRESS_ORDER and v
+        ]
+        return ", ".join(str(v) for v in ordered)
     if isinstance(value, list):
         return ", ".join(str(v.get("value", v)) if isinstance(v, dict) else str(v) for v in value)
     return str(value)

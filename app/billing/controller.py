@@ -9,7 +9,7 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
-from litestar.params import Body, FromQuery
+from litestar.params import Body, QueryParameter
 from litestar.plugins.flash import flash
 from litestar.response import Response, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
@@ -18,10 +18,11 @@ from app.auth.tables import User
 from app.billing.service import CheckoutRefused, account_billing, start_checkout
 from app.billing.sync import sync_customer
 from app.billing.tables import Customer
-from app.stripe_gateway import StripeGateway, StripeNotFound, StripeRequestRejected, StripeUnavailable
+from app.stripe_gateway import StripeGateway, StripeRequestRejected, StripeUnavailable
 from app.web.errors import error_response, stripe_failure_response
 from app.web.guards import requires_login
 from app.web.redirects import see_other
+from app.web.validation import is_checkout_session_id, is_lookup_key
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class CheckoutController(Controller):
     ) -> Response[Any]:
         """Create a Checkout Session for the chosen price (`price` = its lookup key) and go there."""
         lookup_key = (data.get("price") or "").strip()
+        if not is_lookup_key(lookup_key):
+            return error_response(request, 400, "That plan is not available. Please choose one from the list.")
         base_url = request.app.state.settings.app.base_url
         try:
             url = await start_checkout(stripe_gateway, current_user, lookup_key, base_url)
@@ -62,17 +65,21 @@ class CheckoutController(Controller):
         request: Request[Any, Any, Any],
         current_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
-        session_id: FromQuery[str],
+        session_id: Annotated[str | None, QueryParameter(required=False)] = None,
     ) -> Template | Response[Any]:
         """Sync the customer from Stripe at once, then show the outcome. Reloading is harmless.
 
         Raises:
             NotFoundException: the Checkout Session is unknown or belongs to someone else.
         """
+        if not is_checkout_session_id(session_id):
+            return error_response(
+                request, 400, "This link does not name a Checkout Session. Your account page shows your plan."
+            )
         customer = await Customer.objects().get(Customer.user == current_user.id)
         try:
             session = await stripe_gateway.retrieve_checkout_session(session_id)
-        except StripeNotFound as exc:
+        except StripeRequestRejected as exc:  # StripeNotFound included
             raise NotFoundException from exc
         except StripeUnavailable as exc:
             return stripe_failure_response(

@@ -27,6 +27,7 @@ from typing import Any
 from app.auth.tables import User
 from app.billing.changes import describe_changes, record_changes, snapshot
 from app.billing.tables import LIVE_STATUSES, Customer, PaymentTransaction, Plan, Price, Subscription
+from app.billing.upcoming import next_charge_columns, read_next_charge, renews
 from app.db import transaction
 from app.entitlements.service import (
     apply_entitlements,
@@ -70,6 +71,8 @@ class CustomerRead:
     payment_intents: list[dict[str, Any]]
     active_entitlements: list[dict[str, Any]] = field(default_factory=list)
     """Stripe's active entitlements of the customer, all pages (`read_active_entitlements`)."""
+    next_charges: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    """Stripe's invoice preview by subscription id, for the subscriptions whose next charge was re-read."""
 
     @property
     def deleted(self) -> bool:
@@ -196,6 +199,8 @@ async def read_customer(
             continue
         if _id(intent.get("customer")) == stripe_customer_id:
             found.append(intent)
+    stale = await _next_charge_to_refresh(subscriptions)
+    previews = await concurrently(*(read_next_charge(gateway, sub) for sub in stale))
     return CustomerRead(
         stripe_customer_id=stripe_customer_id,
         read_at=read_at,
@@ -204,7 +209,62 @@ async def read_customer(
         invoices=invoices,
         payment_intents=found,
         active_entitlements=entitlements,
+        next_charges={sub["id"]: preview for sub, preview in zip(stale, previews, strict=True)},
     )
+
+
+TERMS_COLUMNS = ("status", "stripe_price_id", "quantity", "current_period_end", "cancel_at_period_end", "cancel_at")
+
+
+def _billing_terms(sub: dict[str, Any]) -> tuple[Any, ...]:
+    """What the next invoice of a subscription depends on (a change means a new preview)."""
+    items = (sub.get("items") or {}).get("data") or [{}]
+    return (
+        sub.get("status"),
+        _id(items[0].get("price")),
+        items[0].get("quantity") or 1,
+        from_unix(items[0].get("current_period_end")),
+        bool(sub.get("cancel_at_period_end")),
+        from_unix(sub.get("cancel_at")),
+    )
+
+
+async def _next_charge_to_refresh(subscriptions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The subscriptions whose next charge must be read again: new ones, and those whose terms changed
+    since the stored row (one quick query, no transaction); a preview costs a Stripe call each."""
+    if not subscriptions:
+        return []
+    rows = await Subscription.select(
+        Subscription.stripe_subscription_id,
+        Subscription.status,
+        Subscription.stripe_price_id,
+        Subscription.quantity,
+        Subscription.current_period_end,
+        Subscription.cancel_at_period_end,
+        Subscription.cancel_at,
+        Subscription.next_charge_at,
+    ).where(Subscription.stripe_subscription_id.is_in([s["id"] for s in subscriptions]))
+    stored = {r["stripe_subscription_id"]: r for r in rows}
+    refresh = []
+    for sub in subscriptions:
+        row = stored.get(sub["id"])
+        if row is None:
+            refresh.append(sub)
+            continue
+        known = tuple(
+            row[k]
+            for k in (
+                "status",
+                "stripe_price_id",
+                "quantity",
+                "current_period_end",
+                "cancel_at_period_end",
+                "cancel_at",
+            )
+        )
+        if known != _billing_terms(sub) or (row["next_charge_at"] is None and renews(sub)):
+            refresh.append(sub)
+    return refresh
 
 
 async def sync_customer(
@@ -272,6 +332,7 @@ async def _apply_locked(read: CustomerRead, known: Customer | None) -> CustomerS
             {
                 Customer.email: remote.get("email"),
                 Customer.name: remote.get("name"),
+                Customer.phone: remote.get("phone"),
                 Customer.default_payment_method_id: _id(default_pm),
                 Customer.address: remote.get("address"),
                 Customer.tax_ids: [
@@ -287,7 +348,13 @@ async def _apply_locked(read: CustomerRead, known: Customer | None) -> CustomerS
 
     subscription_ids: dict[str, int] = {}
     for sub in read.subscriptions:
-        subscription_ids[sub["id"]] = await upsert_subscription(sub, customer, read_at=read.read_at)
+        local_id = await upsert_subscription(sub, customer, read_at=read.read_at)
+        subscription_ids[sub["id"]] = local_id
+        if sub["id"] in read.next_charges:
+            next_charge = next_charge_columns(read.next_charges[sub["id"]])
+            await Subscription.update({getattr(Subscription, k): v for k, v in next_charge.items()}).where(
+                Subscription.id == local_id
+            )
         result.subscriptions.append(sub["id"])
     if read.deleted:
         await _end_live_subscriptions(customer, read.read_at)
@@ -354,6 +421,7 @@ async def upsert_subscription(sub: dict[str, Any], customer: Customer, read_at: 
         "default_payment_method_id": _id(sub.get("default_payment_method")),
         "latest_invoice_id": _id(sub.get("latest_invoice")),
         "stripe_created": from_unix(sub.get("created")),
+        "cancellation_feedback": (sub.get("cancellation_details") or {}).get("feedback"),
         "stripe_updated_at": read_at,
     }
     existing = await Subscription.objects().get(Subscription.stripe_subscription_id == sub["id"])

@@ -49,6 +49,7 @@ class Customer(Table):
     stripe_customer_id = Varchar(length=255, unique=True, index=True)
     email = Varchar(length=320, null=True, default=None)
     name = Text(null=True, default=None)
+    phone = Varchar(length=40, null=True, default=None)
     default_payment_method_id = Varchar(length=255, null=True, default=None)
     card_brand = Varchar(length=32, null=True, default=None)
     card_last4 = Varchar(length=4, null=True, default=None)
@@ -120,6 +121,14 @@ class Subscription(Table):
     stripe_created = Timestamptz(null=True, default=None)
     stripe_updated_at = Timestamptz(help_text="When the Stripe state this row reflects was read (UTC)")
     created_at = Timestamptz(default=TimestamptzNow())
+    cancellation_feedback = Varchar(
+        length=32, null=True, default=None, help_text="`cancellation_details.feedback` Stripe collected, if any"
+    )
+    next_charge_amount_cents = Integer(
+        null=True, default=None, help_text="`amount_due` of Stripe's invoice preview (minor units); null: none due"
+    )
+    next_charge_currency = Varchar(length=3, null=True, default=None)
+    next_charge_at = Timestamptz(null=True, default=None, help_text="When Stripe will attempt that charge (UTC)")
 
 
 class PaymentTransaction(Table):

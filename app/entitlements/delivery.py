@@ -5,7 +5,7 @@ row of each person and endpoint in one short transaction (`FOR UPDATE SKIP LOCKE
 posts it with no transaction or pooled connection held, and records the outcome in another short
 transaction. Only the oldest pending row of a person and endpoint is ever eligible, so deliveries
 are in order per person even with several workers. Failures retry with backoff (5 s, 10 s … 1 h);
-after `MAX_ATTEMPTS` the row is `failed` (later rows go on) and `litestar billing webhooks redeliver`
+after `MAX_ATTEMPTS` the row is `failed` (later rows go on) and `litestar billing host-webhooks redeliver`
 queues it again. Signing follows https://www.standardwebhooks.com (the `standardwebhooks` library):
 `webhook-id` (the same on every retry), `webhook-timestamp`, `webhook-signature`.
 """

@@ -9,8 +9,8 @@ Query parameters (all optional, all kept in pager and CSV links):
 | `size`   | 10 (default), 25, 50 — not clamped                 | 400, form shows the error     |
 | `after`, `before` | an opaque cursor from a pager link (see `app.history.service`) | 400 error page |
 
-An HTMX request (`HX-Request`, not a history restore) gets only `history/_rows.html`: the table,
-the pager and the CSV link; a plain request gets the whole page.
+An htmx request (`HX-Request`, not a history restore) gets `history/_results.html`: the filter
+form with the table, the pager and the CSV link; a plain request gets the whole page.
 """
 
 from __future__ import annotations
@@ -43,15 +43,11 @@ from app.history.service import (
     parse_page_size,
 )
 from app.web.guards import requires_login
-from app.web.i18n import timezone_named
+from app.web.htmx import page_or_fragment
+from app.web.i18n import request_preferences
 
 Query = Annotated[str | None, QueryParameter(required=False)]
 FromQuery = Annotated[str | None, QueryParameter(name="from", required=False)]
-
-
-def _wants_fragment(request: HTMXRequest) -> bool:
-    # htmx asks for the whole page when restoring history it has not cached.
-    return bool(request.htmx) and not request.htmx.history_restore_request and not request.htmx.boosted
 
 
 def _url(request: HTMXRequest, name: str, params: Mapping[str, str | int]) -> str:
@@ -100,9 +96,7 @@ class HistoryController(Controller):
         raw = {"status": status or "", "from": date_from or "", "to": to or "", "size": size or ""}
         context: dict[str, Any] = {"raw": raw, "statuses": list(STATUS_FILTERS), "page_sizes": PAGE_SIZES}
         try:
-            filters = parse_filters(
-                status, date_from, to, timezone_named(request.cookies.get("tz"), settings.default_timezone)
-            )
+            filters = parse_filters(status, date_from, to, request_preferences(request).timezone)
             page_size = parse_page_size(size)
         except FilterError as exc:
             context.update(errors=exc.errors, filters=HistoryFilters(), page=None)
@@ -120,11 +114,7 @@ class HistoryController(Controller):
         return self._render(request, context)
 
     def _render(self, request: HTMXRequest, context: dict[str, Any], status_code: int = 200) -> Template:
-        template = "history/_rows.html" if _wants_fragment(request) else "history/list.html"
-        # The same URL answers with a fragment or a page: keep caches from mixing them up.
-        return Template(
-            template_name=template, context=context, status_code=status_code, headers={"Vary": "HX-Request"}
-        )
+        return page_or_fragment(request, "history/list.html", "history/_results.html", context, status_code)
 
     @get("/history.csv", name="history:csv", cache=False)
     async def export_csv(
@@ -140,13 +130,13 @@ class HistoryController(Controller):
         Raises:
             ClientException: 400 for an invalid filter value.
         """
-        tz = timezone_named(request.cookies.get("tz"), request.app.state.settings.app.default_timezone)
+        tz = request_preferences(request).timezone
         try:
             filters = parse_filters(status, date_from, to, tz)
         except FilterError as exc:
             raise ClientException(detail=str(exc), status_code=HTTP_400_BAD_REQUEST) from exc
         return Stream(
             csv_chunks(current_user.id, filters),
-            media_type="text/csv; charset=utf-8",
+            media_type="text/csv",  # Litestar adds "; charset=utf-8" to text types
             headers={"Content-Disposition": 'attachment; filename="payments.csv"', "Cache-Control": "no-store"},
         )

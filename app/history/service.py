@@ -153,11 +153,19 @@ class HistoryFilters:
         return params
 
 
+# Payments exist only well inside these; the bounds keep "local midnight → UTC" (and the day after
+# the end date) inside what `datetime` can hold in every time zone.
+EARLIEST_DATE, LATEST_DATE = date(1970, 1, 1), date(9998, 12, 31)
+
+
 def _parse_date(value: str | None, label: str) -> date:
     try:
-        return date.fromisoformat((value or "").strip())
+        parsed = date.fromisoformat((value or "").strip())
     except ValueError:
         raise ValueError(f"Enter the {label} date as YYYY-MM-DD, for example 2026-11-23.") from None
+    if not EARLIEST_DATE <= parsed <= LATEST_DATE:
+        raise ValueError(f"Enter a {label} date between {EARLIEST_DATE.isoformat()} and {LATEST_DATE.isoformat()}.")
+    return parsed
 
 
 def parse_filters(

@@ -10,6 +10,7 @@ from litestar.response import Template
 
 from app.billing.service import account_billing, plans_with_prices
 from app.entitlements.service import features_lost
+from app.web.htmx import page_or_fragment
 
 
 class PlansController(Controller):
@@ -21,7 +22,7 @@ class PlansController(Controller):
     async def list_plans(
         self, request: Request[Any, Any, Any], interval: FromQuery[Literal["month", "year"]] = "month"
     ) -> Template:
-        """Plan cards for the monthly or yearly switch; an HTMX request gets only the cards."""
+        """Plan cards for the monthly or yearly switch; an htmx request gets the switch and the cards."""
         user_id = request.session.get("user_id")
         billing = await account_billing(user_id) if isinstance(user_id, int) else None
         plans = await plans_with_prices()
@@ -36,6 +37,4 @@ class PlansController(Controller):
             "billing": billing,
             "signed_in": billing is not None,
         }
-        if request.headers.get("hx-request") == "true" and request.headers.get("hx-target") == "plan-cards":
-            return Template(template_name="plans/_cards.html", context=context)
-        return Template(template_name="plans/list.html", context=context)
+        return page_or_fragment(request, "plans/list.html", "plans/_catalogue.html", context)

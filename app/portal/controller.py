@@ -10,7 +10,7 @@ from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
 from litestar.middleware.rate_limit import RateLimitConfig
-from litestar.params import Body, FromQuery
+from litestar.params import Body, QueryParameter
 from litestar.plugins.flash import flash
 from litestar.response import Redirect, Response, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
@@ -18,18 +18,25 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 from app.auth.tables import User
 from app.entitlements.service import features_lost
 from app.portal.service import (
+    CancellationPending,
     NoCustomer,
     UnknownWorkflow,
+    cancellation_page,
     complete_return,
     create_portal_session,
     load_portal_spec,
     portal_entry_points,
+    record_cancellation_reason,
 )
 from app.stripe_gateway import StripeGateway, StripeRequestRejected, StripeUnavailable
-from app.web.errors import error_response, stripe_failure_response
+from app.web.errors import error_response, stripe_failure_response, stripe_refusal_response
 from app.web.guards import requires_login
-from app.web.i18n import negotiate_locale
+from app.web.i18n import date, request_preferences
 from app.web.redirects import see_other
+from app.web.validation import is_lookup_key
+
+# A `portal_session.id`: a PostgreSQL integer (anything else is a 400, not a database error).
+PortalSessionId = Annotated[int, QueryParameter(name="ps", ge=1, le=2**31 - 1)]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +84,8 @@ class PortalController(Controller):
     ) -> Response[Any]:
         """Create a Billing Portal Session for the chosen workflow and go there (303 or `HX-Redirect`)."""
         settings = request.app.state.settings
+        if data.get("price") and not is_lookup_key(data.get("price")):
+            return error_response(request, 400, "That plan change is not available.")
         try:
             url = await create_portal_session(
                 stripe_gateway,
@@ -87,10 +96,16 @@ class PortalController(Controller):
                 retention_coupon=settings.app.portal_retention_coupon,
             )
         except UnknownWorkflow as exc:
-            return error_response(request, 400, str(exc) if str(exc) != data.get("workflow") else "Unknown workflow.")
+            return error_response(request, 400, str(exc))
         except NoCustomer:
             return Template(template_name="portal/no_customer.html", status_code=409)
-        except (StripeUnavailable, StripeRequestRejected) as exc:
+        except CancellationPending as exc:
+            when = date({"request": request}, exc.cancels_at)
+            flash(request, f"Your plan already cancels on {when}. Changed your mind? Keep my plan.", category="info")
+            return see_other(request, request.app.route_reverse("account:show"))
+        except StripeRequestRejected as exc:
+            return stripe_refusal_response(request, exc)
+        except StripeUnavailable as exc:
             return stripe_failure_response(
                 request,
                 "We could not open the billing portal right now. Nothing was changed; please try again in a minute.",
@@ -104,18 +119,19 @@ class PortalController(Controller):
         request: Request[Any, Any, Any],
         current_user: NamedDependency[User],
         stripe_gateway: NamedDependency[StripeGateway],
-        ps: FromQuery[int],
+        ps: PortalSessionId,
     ) -> Response[Any]:
-        """Sync, compare with the state at session creation, toast the changes on the workflow's page.
+        """Sync, compare with the state at session creation, toast the changes on the workflow's page
+        (a new cancellation goes to the cancellation page).
 
         Raises:
             NotFoundException: `ps` is not a portal session of the signed-in person.
         """
-        app_settings = request.app.state.settings.app
-        locale = negotiate_locale(request.headers.get("accept-language"), app_settings.default_locale)
-        timezone = request.cookies.get("tz") or app_settings.default_timezone
+        preferences = request_preferences(request)
         try:
-            summary = await complete_return(stripe_gateway, current_user, ps, locale, timezone)
+            summary = await complete_return(
+                stripe_gateway, current_user, ps, preferences.locale, preferences.timezone_name
+            )
         except StripeUnavailable as exc:
             return stripe_failure_response(
                 request, "We could not load your changes from Stripe yet. Reload this page in a moment.", exc
@@ -127,4 +143,43 @@ class PortalController(Controller):
                 flash(request, change["text"], category="success")
         else:
             flash(request, "No changes", category="info")
+        if summary.cancelled:
+            return Redirect(f"{request.app.route_reverse('portal:cancelled')}?ps={ps}", status_code=HTTP_303_SEE_OTHER)
         return Redirect(request.app.route_reverse(summary.next_page), status_code=HTTP_303_SEE_OTHER)
+
+    @get("/cancelled", name="portal:cancelled", cache=False)
+    async def cancelled(
+        self, request: Request[Any, Any, Any], current_user: NamedDependency[User], ps: PortalSessionId
+    ) -> Template | Redirect:
+        """After a cancellation: the end date, what the person keeps until then, Keep my plan, and
+        (once, optionally) why they are leaving. Without a pending cancellation: the account page."""
+        page = await cancellation_page(current_user, ps, load_portal_spec())
+        if page is None:
+            return Redirect(request.app.route_reverse("account:show"), status_code=HTTP_303_SEE_OTHER)
+        return Template(template_name="portal/cancelled.html", context={"page": page})
+
+    @post("/cancelled", name="portal:cancellation_reason", status_code=HTTP_303_SEE_OTHER)
+    async def cancellation_reason(
+        self,
+        request: Request[Any, Any, Any],
+        current_user: NamedDependency[User],
+        data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
+    ) -> Response[Any]:
+        """Store the answer to "why are you leaving?" for the operator's analytics; thank the person.
+
+        Raises:
+            NotFoundException: the portal session is not the signed-in person's.
+        """
+        raw_ps = data.get("ps", "")
+        if not raw_ps.isascii() or not raw_ps.isdigit() or not 1 <= int(raw_ps) < 2**31:
+            return error_response(request, 400, "That form is incomplete. Reload the page and try again.")
+        try:
+            recorded = await record_cancellation_reason(
+                current_user, int(raw_ps), data.get("reason", ""), load_portal_spec()
+            )
+        except UnknownWorkflow as exc:
+            return error_response(request, 400, str(exc))
+        if not recorded:
+            raise NotFoundException
+        flash(request, "Thank you for telling us why you are leaving.", category="success")
+        return Redirect(request.app.route_reverse("account:show"), status_code=HTTP_303_SEE_OTHER)

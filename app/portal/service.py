@@ -27,7 +27,10 @@ DEFAULT_PORTAL_FILE = PROJECT_ROOT / "portal.toml"
 WORKFLOWS = ("payment_update", "subscription_management", "cancellation_process", "billing_review", "profile_update")
 # Plan changes chosen on /plans: a confirm-this-change flow (uses the subscription_management configuration).
 PLAN_CHANGE = "plan_change"
+# "Manage Subscription": the portal homepage (no flow) with every feature the operator enabled.
+OVERVIEW = "overview"
 RETURN_PAGES = {
+    OVERVIEW: "account:show",
     "payment_update": "account:show",
     "subscription_management": "account:show",
     "cancellation_process": "account:show",
@@ -43,6 +46,14 @@ class NoCustomer(Exception):
 
 class UnknownWorkflow(ValueError):
     """The workflow (or the price of a plan change) is not one this app offers."""
+
+
+class CancellationPending(Exception):
+    """The subscription already cancels at the end of its period; `cancels_at` is when (UTC)."""
+
+    def __init__(self, cancels_at: datetime | None) -> None:
+        super().__init__("This subscription is already set to cancel.")
+        self.cancels_at = cancels_at
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,11 @@ class PortalSpec:
     cancel_mode: str
     cancellation_reasons: tuple[str, ...]
     workflows: dict[str, WorkflowSpec]
+    overview: WorkflowSpec | None = None
+
+    def configurations(self) -> dict[str, WorkflowSpec]:
+        """Every configuration to push: the workflows and the homepage one."""
+        return {**self.workflows, **({OVERVIEW: self.overview} if self.overview else {})}
 
 
 def load_portal_spec(path: Path = DEFAULT_PORTAL_FILE) -> PortalSpec:
@@ -81,14 +97,17 @@ def load_portal_spec(path: Path = DEFAULT_PORTAL_FILE) -> PortalSpec:
         "customer_update",
     }
     workflows = {}
-    for key in WORKFLOWS:
+    for key in (*WORKFLOWS, OVERVIEW):
         raw = (data.get("workflows") or {}).get(key)
         if raw is None:
+            if key == OVERVIEW:
+                continue
             raise ValueError(f"{path}: workflow {key} is missing")
         features = tuple(raw.get("features", []))
         if unknown := set(features) - known:
             raise ValueError(f"{path}: workflow {key} names unknown features {sorted(unknown)}")
         workflows[key] = WorkflowSpec(key, str(raw.get("title", key)), str(raw.get("description", "")), features)
+    overview = workflows.pop(OVERVIEW, None)
     sub = data.get("subscription") or {}
     return PortalSpec(
         business_profile={k: str(v) for k, v in (data.get("business_profile") or {}).items()},
@@ -96,6 +115,7 @@ def load_portal_spec(path: Path = DEFAULT_PORTAL_FILE) -> PortalSpec:
         cancel_mode=str(sub.get("cancel_mode", "at_period_end")),
         cancellation_reasons=tuple(sub.get("cancellation_reasons", ["other"])),
         workflows=workflows,
+        overview=overview,
     )
 
 
@@ -122,7 +142,7 @@ def configuration_params(spec: PortalSpec, workflow: WorkflowSpec, products: lis
         "subscription_update": {"enabled": "subscription_update" in on and bool(products)},
     }
     if "customer_update" in on:
-        features["customer_update"]["allowed_updates"] = ["email", "address", "tax_id"]
+        features["customer_update"]["allowed_updates"] = ["email", "name", "phone", "address", "tax_id"]
     if "subscription_cancel" in on:
         features["subscription_cancel"].update(
             mode=spec.cancel_mode,
@@ -150,7 +170,7 @@ async def push_portal(gateway: StripeGateway, spec: PortalSpec) -> list[str]:
         if (c.get("metadata") or {}).get("workflow")
     }
     actions = []
-    for key, workflow in spec.workflows.items():
+    for key, workflow in spec.configurations().items():
         params = configuration_params(spec, workflow, products)
         current = existing.get(key)
         if current is None:
@@ -189,6 +209,9 @@ async def _flow_data(
             "after_completion": after,
         }
     if workflow == "cancellation_process" and subscription is not None:
+        if subscription.cancel_at_period_end or subscription.cancel_at:
+            # Stripe refuses this flow then ("already set to be canceled"); say so before asking it.
+            raise CancellationPending(subscription.cancel_at or subscription.current_period_end)
         cancel: dict[str, Any] = {"subscription": subscription.stripe_subscription_id}
         if coupon:
             cancel["retention"] = {"type": "coupon_offer", "coupon_offer": {"coupon": coupon}}
@@ -238,11 +261,12 @@ async def create_portal_session(
 
     Raises:
         UnknownWorkflow: `workflow` (or the plan-change price) is not offered.
+        CancellationPending: the cancellation workflow for a subscription that already cancels.
         NoCustomer: the person has no Stripe customer.
         StripeUnavailable / StripeRequestRejected: nothing was recorded.
     """
-    if workflow not in WORKFLOWS and workflow != PLAN_CHANGE:
-        raise UnknownWorkflow(workflow)
+    if workflow not in (*WORKFLOWS, PLAN_CHANGE, OVERVIEW):
+        raise UnknownWorkflow("Unknown workflow.")
     customer = await Customer.objects().get((Customer.user == user.id) & (Customer.deleted == False))  # noqa: E712
     if customer is None:
         raise NoCustomer
@@ -273,6 +297,11 @@ class ReturnSummary:
     workflow: str
     changes: list[dict[str, Any]]
     next_page: str
+
+    @property
+    def cancelled(self) -> bool:
+        """True when the person set their subscription to cancel in this session."""
+        return any(c.get("kind") == "cancellation" and c.get("after") for c in self.changes)
 
 
 async def complete_return(
@@ -324,3 +353,73 @@ async def portal_entry_points(user_id: int) -> dict[str, Any]:
     subscription = await active_subscription(user_id)
     lifetime = await lifetime_payment(user_id)
     return {"customer": customer, "subscription": subscription, "lifetime": lifetime}
+
+
+# Stripe's own wording of `cancellation_details.feedback` values in its portal.
+REASON_LABELS = {
+    "too_expensive": "It's too expensive",
+    "missing_features": "Some features are missing",
+    "switched_service": "I'm switching to a different service",
+    "unused": "I don't use the service enough",
+    "customer_service": "Customer service was less than expected",
+    "too_complex": "Ease of use was less than expected",
+    "low_quality": "Quality was less than expected",
+    "other": "Other reason",
+}
+
+
+@dataclass
+class CancellationPage:
+    """What the cancellation return page shows."""
+
+    portal_session_id: int
+    subscription: Any
+    plan: Plan | None
+    ends_at: datetime | None
+    ask_reason: bool
+    reason: str | None
+    reasons: list[tuple[str, str]]
+
+
+async def cancellation_page(user: User, portal_session_id: int, spec: PortalSpec) -> CancellationPage | None:
+    """The person's pending cancellation after portal session `portal_session_id`, from the local copy.
+
+    None when the session is not this person's or no subscription of theirs is set to cancel (the
+    caller sends them to their account). The reason is asked only when Stripe's cancellation page
+    did not collect one (`cancellation_details.feedback`) and it was not answered here already.
+    """
+    row = await PortalSession.objects().get((PortalSession.id == portal_session_id) & (PortalSession.user == user.id))
+    subscription = await active_subscription(user.id)
+    if row is None or subscription is None or not (subscription.cancel_at_period_end or subscription.cancel_at):
+        return None
+    price = await Price.objects().get(Price.id == subscription.price) if subscription.price else None
+    plan = await Plan.objects().get(Plan.id == price.plan).output(load_json=True) if price and price.plan else None
+    return CancellationPage(
+        portal_session_id=row.id,
+        subscription=subscription,
+        plan=plan,
+        ends_at=subscription.cancel_at or subscription.current_period_end,
+        ask_reason=not subscription.cancellation_feedback and row.cancellation_reason is None,
+        reason=row.cancellation_reason,
+        reasons=[(r, REASON_LABELS.get(r, r.replace("_", " ").capitalize())) for r in spec.cancellation_reasons],
+    )
+
+
+async def record_cancellation_reason(user: User, portal_session_id: int, reason: str, spec: PortalSpec) -> bool:
+    """Store why the person cancelled on their portal session (`portal_session.cancellation_reason`).
+
+    Only the first answer counts. Returns False when the session is not this person's.
+
+    Raises:
+        UnknownWorkflow: `reason` is not one of `portal.toml`'s `cancellation_reasons`.
+    """
+    if reason not in spec.cancellation_reasons:
+        raise UnknownWorkflow("Choose one of the listed reasons.")
+    if not await PortalSession.exists().where(
+        (PortalSession.id == portal_session_id) & (PortalSession.user == user.id)
+    ):
+        return False
+    await PortalSession.update(
+        {PortalSession.cancellation_reason: reason, PortalSession.cancellation_reason_at: datetime.now(UTC)}
+    ).where((PortalSession.id == portal_session_id) & PortalSession.cancellation_reason.is_null())
+    return True

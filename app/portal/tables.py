@@ -31,3 +31,10 @@ class PortalSession(Table):
     outcome = Varchar(length=24, null=True, default=None, help_text="changed | no_changes")
     created_at = Timestamptz(default=TimestamptzNow())
     returned_at = Timestamptz(null=True, default=None)
+    cancellation_reason = Varchar(
+        length=40,
+        null=True,
+        default=None,
+        help_text="Why the person cancelled, asked on the cancellation return page (for the operator's analytics)",
+    )
+    cancellation_reason_at = Timestamptz(null=True, default=None)

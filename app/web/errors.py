@@ -2,9 +2,9 @@
 
 Registered in `app.asgi.create_app`. Pages get `templates/errors/error.html`; HTMX requests get
 `templates/errors/_inline.html` retargeted to the flash area (htmx is configured in `base.html`
-to swap error responses); `/webhooks/` and `/healthz` get JSON. Unexpected errors are logged with
-a short reference id that the page shows, so support can find the log line without the page
-revealing anything.
+to swap error responses); `/webhooks/` and `/healthz` get JSON. Every error page shows the request
+id that each log line of the request carries; unexpected errors use it as their reference, so
+support can find the log lines without the page revealing anything.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_500_INTERNAL_SERVER_ERROR
 
+from app.db import DATABASE_UNAVAILABLE
 from app.web.guards import LoginRequired
+from app.web.htmx import VARY_HX_REQUEST, is_htmx
+from app.web.security import request_id_of
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +46,12 @@ MESSAGES = {
     403: "You don't have access to this page.",
     404: "We couldn't find that page. It may have moved, or the link may be wrong.",
     500: "Something went wrong on our side. Please try again in a moment.",
+    503: "We can't reach our database right now. Nothing was lost; please try again in a moment.",
 }
 
 
 def _is_machine_route(request: Request[Any, Any, Any]) -> bool:
     return request.url.path.startswith(("/webhooks/", "/healthz"))
-
-
-def _is_htmx(request: Request[Any, Any, Any]) -> bool:
-    return request.headers.get("hx-request") == "true"
 
 
 def error_response(
@@ -65,15 +65,18 @@ def error_response(
         "title": TITLES.get(status_code, "Something went wrong"),
         "message": message,
         "reference": reference,
+        "request_id": request_id_of(request.scope),
     }
-    if _is_htmx(request):
+    if is_htmx(request):
         return Template(
             template_name="errors/_inline.html",
             context=context,
             status_code=status_code,
-            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"},
+            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML", **VARY_HX_REQUEST},
         )
-    return Template(template_name="errors/error.html", context=context, status_code=status_code)
+    return Template(
+        template_name="errors/error.html", context=context, status_code=status_code, headers=VARY_HX_REQUEST
+    )
 
 
 def stripe_failure_response(request: Request[Any, Any, Any], message: str, exc: Exception) -> Response[Any]:
@@ -84,14 +87,43 @@ def stripe_failure_response(request: Request[Any, Any, Any], message: str, exc: 
     return error_response(request, 502, message, reference=reference)
 
 
+# Stripe's refusals (4xx) that a person can act on, by a phrase of Stripe's message or its error code.
+REFUSAL_MESSAGES = (
+    ("already set to be canceled", "Your subscription is already set to cancel. Use Keep my plan to undo that."),
+    ("canceled subscription", "This subscription has already ended, so it can't be changed any more."),
+    ("resource_missing", "Stripe no longer knows this subscription or customer. Reload the page to see your plan."),
+    ("not enabled in the portal configuration", "That option is switched off for this site. Contact support."),
+)
+
+
+def stripe_refusal_message(exc: Exception) -> str:
+    """What a person should read when Stripe refused a request (4xx): what is wrong, never "try again".
+
+    Known refusals get their own sentence (`REFUSAL_MESSAGES`); others quote Stripe's own message,
+    which is written for the person using the account.
+    """
+    text = f"{exc} {getattr(exc, 'code', '') or ''}"
+    for phrase, message in REFUSAL_MESSAGES:
+        if phrase in text:
+            return message
+    return f"Stripe refused this change: {exc}"
+
+
+def stripe_refusal_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """409 with `stripe_refusal_message`, referencing Stripe's request id, logged."""
+    reference = getattr(exc, "request_id", None) or secrets.token_hex(6)
+    logger.info("Stripe refused (reference %s) %s %s: %s", reference, request.method, request.url.path, exc)
+    return error_response(request, 409, stripe_refusal_message(exc), reference=reference)
+
+
 def login_required_handler(request: Request[Any, Any, Any], _: LoginRequired) -> Response[Any]:
     """303 to `/auth/login?next=<path>`; HTMX requests get `HX-Redirect` so the whole page moves."""
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    if _is_htmx(request):
+    if is_htmx(request):
         # An HTMX request's URL is a fragment; come back to the page the person was on.
         target = request.headers.get("hx-current-url") or target
     login_url = request.app.route_reverse("auth:login") + "?" + urlencode({"next": target})
-    if _is_htmx(request):
+    if is_htmx(request):
         return ClientRedirect(login_url)
     return Redirect(login_url, status_code=HTTP_303_SEE_OTHER)
 
@@ -120,13 +152,22 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """Unexpected errors: logged with a reference id; the page shows only that id."""
-    reference = secrets.token_hex(6)
+    """Unexpected errors: logged with the request id as reference; the page shows only that id."""
+    reference = request_id_of(request.scope) or secrets.token_hex(6)
     logger.exception("Unhandled error (reference %s) on %s %s", reference, request.method, request.url.path)
     return error_response(request, HTTP_500_INTERNAL_SERVER_ERROR, MESSAGES[500], reference=reference)
 
 
+def database_unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The database is restarting or a connection died: 503 with `Retry-After`, one log line."""
+    logger.warning("Database unavailable on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    response = error_response(request, 503, MESSAGES[503])
+    response.headers["Retry-After"] = "5"
+    return response
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
+    **{cls: database_unavailable_handler for cls in (*DATABASE_UNAVAILABLE[1:], ConnectionError)},
     LoginRequired: login_required_handler,
     HTTPException: http_exception_handler,
     HTTP_500_INTERNAL_SERVER_ERROR: internal_error_handler,

@@ -8,6 +8,7 @@ back to `DEFAULT_TIMEZONE`), so pages without JavaScript still show correct, lab
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -70,22 +71,42 @@ def negotiate_locale(header: str | None, default: str) -> str:
 
 
 def timezone_named(name: str | None, default: str) -> ZoneInfo:
-    """`ZoneInfo(name)` when it is a known IANA zone, else `ZoneInfo(default)`."""
-    if name:
+    """`ZoneInfo(name)` when it is a known IANA zone, else `ZoneInfo(default)` (never raises for `name`)."""
+    if name and len(name) <= 64:
         try:
             return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             pass
     return ZoneInfo(default)
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """How to show money and dates to one person: a Babel locale (`en_US`) and an IANA zone."""
+
+    locale: str
+    timezone: ZoneInfo
+
+    @property
+    def timezone_name(self) -> str:
+        return self.timezone.key
+
+
+def request_preferences(request: Any) -> Preferences:
+    """The one place that reads a person's locale (`Accept-Language`) and time zone (`tz` cookie);
+    any unknown, malformed or oversized value falls back to `DEFAULT_LOCALE` / `DEFAULT_TIMEZONE`."""
+    app_settings = request.app.state.settings.app
+    header = request.headers.get("accept-language")
+    locale = negotiate_locale(header if header and len(header) <= 512 else None, app_settings.default_locale)
+    return Preferences(locale, timezone_named(request.cookies.get("tz"), app_settings.default_timezone))
 
 
 def _request_settings(context: Mapping[str, Any]) -> tuple[str, ZoneInfo]:
     request = context.get("request")
     if request is None:
         return "en_US", ZoneInfo("UTC")
-    app_settings = request.app.state.settings.app
-    locale = negotiate_locale(request.headers.get("accept-language"), app_settings.default_locale)
-    return locale, timezone_named(request.cookies.get("tz"), app_settings.default_timezone)
+    preferences = request_preferences(request)
+    return preferences.locale, preferences.timezone
 
 
 def request_locale(context: Mapping[str, Any]) -> str:

@@ -10,6 +10,8 @@ from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect
 from litestar.status_codes import HTTP_200_OK, HTTP_303_SEE_OTHER
 
+from app.web.htmx import is_htmx
+
 DEFAULT_AFTER_LOGIN = "/account"
 
 
@@ -33,7 +35,7 @@ def safe_next_path(value: str | None, default: str = DEFAULT_AFTER_LOGIN) -> str
 def see_other(request: Request[Any, Any, Any], url: str) -> Response[Any]:
     """303 to `url`; for HTMX a 200 with `HX-Redirect`, since an XHR cannot follow a redirect to
     another origin (Stripe's Checkout and portal pages) into a page."""
-    if request.headers.get("hx-request") == "true":
+    if is_htmx(request):
         response = ClientRedirect(url)
         response.status_code = HTTP_200_OK  # the route's 303 default would otherwise apply
         return response

@@ -1,28 +1,48 @@
-"""Server-side sessions with session-id rotation.
+"""Server-side sessions: created only when something must be stored, rotated at sign-in, expired.
 
-Litestar's `ServerSideSessionBackend` keeps whatever session id the client sends, which allows
-session fixation. `rotate_session(request)` marks the response so that the old id is deleted
-from the store and the session is saved under a fresh random id (called at sign-in).
+Litestar's `ServerSideSessionBackend` stores an empty session (and sets a cookie) for every request
+that passes its middleware, so anonymous traffic alone could fill the disk or Redis. Here a session
+is written only when it holds something (a signed-in user, a sign-in's `state`/`nonce`, a flash
+message); an emptied session is deleted and its cookie expired. A sign-in that never finishes
+expires after `PENDING_SESSION_TTL` (15 minutes), a signed-in session after 14 days of inactivity.
+Redis expires keys itself; the file store is swept by `purge_expired_sessions` (hourly, in each
+web process's lifespan).
+
+Litestar's backend also keeps whatever session id the client sends, which allows session fixation:
+`rotate_session(request)` marks the response so that the old id is deleted from the store and the
+session is saved under a fresh random id (called at sign-in).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.middleware.session.base import ONE_DAY_IN_SECONDS
 from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
 from litestar.stores.base import Store
 from litestar.stores.file import FileStore
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
-from litestar.types import Message, ScopeSession
+from litestar.types import Empty, Message, ScopeSession
+from litestar.utils.dataclass import extract_dataclass_items
 
 from app.settings import AppSettings
+from app.web.logs import bind_request
+
+logger = logging.getLogger(__name__)
+
+PENDING_SESSION_TTL = 15 * 60
+"""Seconds a session that holds no signed-in user (an unfinished sign-in, a flash) is kept."""
+PURGE_EVERY_SECONDS = 3600
 
 _ROTATE = "billing.rotate_session"
 _NEW_ID = "billing.new_session_id"
+_LOADED = "billing.session_loaded"
 
 
 def rotate_session(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
@@ -31,7 +51,16 @@ def rotate_session(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
 
 
 class RotatingSessionBackend(ServerSideSessionBackend):
-    """`ServerSideSessionBackend` that honours `rotate_session()`."""
+    """`ServerSideSessionBackend` that stores nothing for empty sessions and honours `rotate_session()`."""
+
+    async def load_from_connection(self, connection: ASGIConnection[Any, Any, Any, Any]) -> dict[str, Any]:
+        """The stored session (or `{}`); a signed-in person's id is added to this request's log lines."""
+        data = await super().load_from_connection(connection)
+        if data:
+            connection.scope.setdefault("state", {})[_LOADED] = True
+        if isinstance(data.get("user_id"), int):
+            bind_request(user_id=data["user_id"])
+        return data
 
     def get_session_id(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
         new_id = connection.scope.get("state", {}).get(_NEW_ID)
@@ -40,13 +69,32 @@ class RotatingSessionBackend(ServerSideSessionBackend):
     async def store_in_message(
         self, scope_session: ScopeSession, message: Message, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> None:
+        """Save a non-empty session (new id after `rotate_session`); delete an emptied one; else nothing."""
         state: dict[str, Any] = connection.scope.setdefault("state", {})
+        store = self.config.get_store_from_app(connection.scope["app"])
+        headers = MutableScopeHeaders.from_message(message)
+        cookie_params = dict(extract_dataclass_items(self.config, exclude_none=True, include=Cookie.__dict__.keys()))
+        sent_id = connection.cookies.get(self.config.key)
+        if sent_id == "null":
+            sent_id = None
+        if scope_session is Empty or not scope_session:
+            if sent_id:
+                await self.delete(sent_id, store=store)
+                expired = Cookie(value="null", key=self.config.key, expires=0, **cookie_params)
+                headers.add("Set-Cookie", expired.to_header(header=""))
+            return
         if state.get(_ROTATE) and not state.get(_NEW_ID):
-            old_id = connection.cookies.get(self.config.key)
-            if old_id:
-                await self.delete(old_id, store=self.config.get_store_from_app(connection.scope["app"]))
+            if sent_id:
+                await self.delete(sent_id, store=store)
             state[_NEW_ID] = self.generate_session_id()
-        await super().store_in_message(scope_session, message, connection)
+        elif sent_id and not state.get(_LOADED) and not state.get(_NEW_ID):
+            # An id we never issued (or one that expired): never adopt a client-chosen session id.
+            state[_NEW_ID] = self.generate_session_id()
+        session_id = self.get_session_id(connection)
+        signed_in = isinstance(scope_session, dict) and scope_session.get("user_id") is not None
+        expires_in = int(self.config.max_age) if signed_in else min(PENDING_SESSION_TTL, int(self.config.max_age))
+        await store.set(session_id, self.serialize_data(scope_session, connection.scope), expires_in=expires_in)
+        headers.add("Set-Cookie", Cookie(value=session_id, key=self.config.key, **cookie_params).to_header(header=""))
 
 
 @dataclass
@@ -80,3 +128,17 @@ def rate_limit_store(settings: AppSettings) -> Store:
     if settings.redis_url:
         return RedisStore.with_client(url=settings.redis_url, namespace="billing-rate-limit")
     return MemoryStore()
+
+
+async def purge_expired_sessions(store: Store, every: float = PURGE_EVERY_SECONDS) -> None:
+    """Delete expired sessions from a file (or memory) store now and then every `every` seconds.
+
+    Runs until cancelled; Redis needs none of this (keys carry their own expiry).
+    """
+    while True:
+        if isinstance(store, FileStore | MemoryStore):
+            try:
+                await store.delete_expired()
+            except OSError as exc:  # a file removed by another process meanwhile, a full disk …
+                logger.warning("Could not sweep expired sessions: %s", exc)
+        await asyncio.sleep(every)

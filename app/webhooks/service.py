@@ -32,6 +32,7 @@ from typing import Any
 
 from app.billing.sync import sync_catalog, sync_customer
 from app.billing.tables import StripeEvent
+from app.db import retry_if_connection_lost
 from app.settings import WorkerSettings
 from app.stripe_gateway import StripeGateway, StripeRateLimited, from_unix
 
@@ -282,8 +283,9 @@ async def process_claim(
     """Sync what `claim` asks for (no transaction held while Stripe answers), then mark its events.
 
     Returns the number of events handled. Never raises for a Stripe failure or a bug in a sync: the
-    events keep the error and are retried with backoff. It does raise when even marking them fails
-    (the database is gone): the lease then returns them to the queue.
+    events keep the error and are retried with backoff. Marking retries on a fresh connection when
+    its connection turns out dead; it raises only when the database stays unreachable, and then the
+    lease returns the events to the queue.
     """
     try:
         status = "processed"
@@ -298,19 +300,23 @@ async def process_claim(
             result = await sync_customer(gateway, claim.key, payment_intent_ids=intents, source="webhook")
             status = "processed" if result.linked else "ignored"
     except StripeRateLimited as exc:
-        await _release(claim, f"{type(exc).__name__}: {exc}", now)
+        limited = f"{type(exc).__name__}: {exc}"
+        await retry_if_connection_lost(lambda: _release(claim, limited, now))
         return len(claim.ids)
     except Exception as exc:  # Stripe down, connection lost, or a bug: keep the error on the event, retry later
-        logger.warning("Applying %d event(s) for %s failed: %s: %s", len(claim.ids), claim.key, type(exc).__name__, exc)
-        await _fail(claim, f"{type(exc).__name__}: {exc}", settings, now)
+        error = f"{type(exc).__name__}: {exc}"
+        logger.warning("Applying %d event(s) for %s failed: %s", len(claim.ids), claim.key, error)
+        await retry_if_connection_lost(lambda: _fail(claim, error, settings, now))
         return len(claim.ids)
-    await StripeEvent.raw(
-        "UPDATE stripe_event SET status = {}, processed_at = now(), last_error = {}, leased_by = NULL, "
-        "lease_expires_at = NULL WHERE id = ANY({}) AND leased_by = {} AND status = 'processing'",
-        status,
-        None if status == "processed" else "customer belongs to no user here",
-        claim.ids,
-        claim.worker_id,
+    await retry_if_connection_lost(
+        lambda: StripeEvent.raw(
+            "UPDATE stripe_event SET status = {}, processed_at = now(), last_error = {}, leased_by = NULL, "
+            "lease_expires_at = NULL WHERE id = ANY({}) AND leased_by = {} AND status = 'processing'",
+            status,
+            None if status == "processed" else "customer belongs to no user here",
+            claim.ids,
+            claim.worker_id,
+        )
     )
     logger.info("Applied %d event(s) for %s: %s", len(claim.ids), claim.key, status)
     return len(claim.ids)
@@ -407,12 +413,14 @@ async def reconcile_undelivered(gateway: StripeGateway, hours: float = 72) -> tu
     undelivered = [event async for event in gateway.events(delivery_success=False, created={"gte": since})]
     stored = 0
     for event in undelivered:
+        # Listed events carry decimals (`unit_amount_decimal`); JSON keeps them as strings, as Stripe sends them.
+        body = json.dumps(event, default=str).encode()
         try:
-            validate_event(event, json.dumps(event).encode())
+            validate_event(event, body)
         except MalformedEvent as exc:
             logger.warning("Skipping undelivered event %s: %s", event.get("id"), exc)
             continue
-        stored += int(await record_event(event))
+        stored += int(await record_event(event, body))
     return len(undelivered), stored
 
 

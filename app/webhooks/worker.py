@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.billing.tables import EventWorkerHeartbeat, ScheduledTask
+from app.metrics import WORKER_ITERATIONS
 from app.settings import WorkerSettings
 from app.stripe_gateway import StripeGateway
 from app.webhooks.service import claim_next, process_claim, reconcile_undelivered
@@ -78,6 +79,7 @@ class EventWorker:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[Any]] = set()
+        self._leased: dict[asyncio.Task[Any], list[int]] = {}
 
     def wake(self) -> None:
         """Look for due events now instead of at the next poll."""
@@ -94,6 +96,7 @@ class EventWorker:
         while not self._stop.is_set():
             self._last_loop = time.monotonic()
             self.iterations += 1
+            WORKER_ITERATIONS.inc()
             claimed = 0
             try:
                 claimed = await self._turn()
@@ -118,23 +121,26 @@ class EventWorker:
             if claim is None:
                 break
             claimed += 1
-            self._spawn(process_claim(self.gateway, claim, self.settings), f"events {claim.key}")
+            task = self._spawn(process_claim(self.gateway, claim, self.settings), f"events {claim.key}")
+            self._leased[task] = claim.ids
         return claimed
 
-    def _spawn(self, work: Any, name: str) -> None:
+    def _spawn(self, work: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(self._guard(work, name), name=name)
         self._in_flight.add(task)
         task.add_done_callback(self._finished)
+        return task
 
     async def _guard(self, work: Any, name: str) -> None:
         try:
             await work
         except Exception as exc:  # e.g. marking the events failed when the database is gone
             self.last_error = f"{type(exc).__name__}: {exc}"
-            logger.warning("%s: %s (the lease returns the events to the queue)", name, self.last_error)
+            logger.warning("%s failed: %s", name, self.last_error)
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._in_flight.discard(task)
+        self._leased.pop(task, None)
         self._wake.set()
 
     async def _wait(self, *, busy: bool) -> None:
@@ -148,10 +154,12 @@ class EventWorker:
             await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
     async def _heartbeat(self) -> None:
-        """Record in `event_worker` that this loop turns (every few seconds, not every turn)."""
+        """Record in `event_worker` that this loop turns (every few seconds, not every turn), and put
+        back events leased to this worker that no task of it is working on."""
         now = time.monotonic()
         if now - self._last_heartbeat_write < HEARTBEAT_EVERY_SECONDS:
             return
+        await release_orphaned_leases(self.worker_id, [i for ids in self._leased.values() for i in ids])
         await EventWorkerHeartbeat.insert(
             EventWorkerHeartbeat(
                 worker_id=self.worker_id,
@@ -227,6 +235,24 @@ class EventWorker:
         self.request_stop()
         if self._task is not None:
             await self._task
+
+
+async def release_orphaned_leases(worker_id: str, working_on: list[int]) -> int:
+    """Return to the queue events leased to `worker_id` but not in `working_on` (event row ids).
+
+    A claim whose statement committed while its connection died never reached the worker; without
+    this its events would wait for the lease to expire. Returns how many were put back.
+    """
+    rows = await EventWorkerHeartbeat.raw(
+        "UPDATE stripe_event SET status = 'pending', leased_by = NULL, lease_expires_at = NULL, "
+        "attempts = GREATEST(attempts - 1, 0) "
+        "WHERE leased_by = {} AND status = 'processing' AND NOT (id = ANY({})) RETURNING id",
+        worker_id,
+        working_on,
+    )
+    if rows:
+        logger.warning("Put back %d event(s) whose claim never reached this worker", len(rows))
+    return len(rows)
 
 
 async def standalone_worker_alive(stale_seconds: float, hostname: str | None = None) -> bool:

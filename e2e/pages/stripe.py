@@ -78,6 +78,10 @@ class EmulatorPortal:
         await self.page.get_by_role("button", name="Save payment method").click()
 
     async def switch_price(self, label: re.Pattern[str]) -> None:
+        """From the portal homepage ("Update subscription") or the update flow: pick the price, confirm."""
+        update = self.page.get_by_role("link", name="Update subscription")
+        if await update.count():
+            await update.click()
         await self.page.get_by_label(label).check()
         await self.page.get_by_role("button", name="Continue").click()
         await self.confirm()

@@ -149,7 +149,8 @@ class HostedPages:
             try:
                 month, year = parse_expiry(form.get("cardExpiry", ""))
                 check_cvc(form.get("cardCvc", ""))
-                email = form.get("email", "").strip() or (cs["customer_details"] or {}).get("email") or ""
+                # A Customer's email is fixed on the page; without one the person types it (Stripe stores it).
+                email = self._customer_email(cs) or form.get("email", "").strip()
                 if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
                     raise StripeError("Your email address is invalid.", status=400, code="email_invalid")
                 self.em.complete_checkout(
@@ -180,10 +181,7 @@ class HostedPages:
             "setup": "Save your card for future payments",
         }[cs["mode"]]
         button = {"subscription": "Subscribe", "payment": "Pay", "setup": "Save card"}[cs["mode"]]
-        email = (cs["customer_details"] or {}).get("email") or cs["customer_email"]
-        if cs["customer"]:
-            cust = self.em.find(cs["customer"])
-            email = (cust or {}).get("email") or email
+        email = self._customer_email(cs) or (cs["customer_details"] or {}).get("email") or cs["customer_email"]
         return self.render(
             "checkout.html",
             402 if error else 200,
@@ -194,11 +192,16 @@ class HostedPages:
             heading=heading,
             button=button,
             error=error,
-            email=form.get("email") or email,
-            email_locked=bool(cs["customer"]),
+            email=self._customer_email(cs) or form.get("email") or email,
+            email_locked=bool(self._customer_email(cs)),
             form=form if error else {},
             action=f"/c/pay/{cs_id}",
         )
+
+    def _customer_email(self, cs: Obj) -> str | None:
+        """The email of the session's Customer, when it has one (then Checkout shows it read-only)."""
+        cust = self.em.find(cs["customer"]) if cs["customer"] else None
+        return (cust or {}).get("email") or None
 
     # ============================================================ customer portal
     def portal(self, method: str, bps_id: str, rest: str, form: dict[str, str], args: dict[str, str]) -> Page:
@@ -416,9 +419,12 @@ class HostedPages:
                 if key in allowed and key in form:
                     params[key] = form[key].strip()
             if "address" in allowed:
-                params["address"] = {
+                address = {
                     k: form.get(k, "").strip() for k in ("line1", "line2", "city", "postal_code", "state", "country")
                 }
+                # Stripe's portal leaves a customer without an address alone when the form stays blank.
+                if any(address.values()) or cust.get("address"):
+                    params["address"] = address
             try:
                 if (
                     params.get("email") is not None

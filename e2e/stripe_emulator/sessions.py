@@ -188,6 +188,10 @@ class StripeEmulator(Emulator):
         cust = self.find(cs["customer"]) if cs["customer"] else None
         if cust is None and (cs["mode"] in ("subscription", "setup") or cs["customer_creation"] == "always"):
             cust = self.create_customer({"email": email, "name": name or ""})
+        elif cust is not None and not cust["email"]:
+            # "If the Customer does not have a valid email, Checkout will set the email entered
+            # during the session on the Customer" (SessionCreateParams.customer).
+            cust = self.update_customer(cust["id"], {"email": email})
         cs["customer"] = cust["id"] if cust else None
         cs["customer_details"] = o.checkout_customer_details(email, name, cust["address"] if cust else None)
         if cust is not None:

@@ -15,12 +15,32 @@
     if (!button) return;
     form.setAttribute("aria-busy", "true");
     button.disabled = true;
-    button.textContent = button.getAttribute("data-busy");
+    // Keep the icon and the spinner (shown by CSS while the form is busy); change only the words.
+    var label = button.querySelector(".button-label") || button;
+    label.textContent = button.getAttribute("data-busy");
   });
   // Toasts fade out after a while; keep errors until dismissed by navigation.
   document.addEventListener("htmx:afterSwap", function () {
     window.setTimeout(function () {
       document.querySelectorAll(".toast-success, .toast-info").forEach(function (el) { el.remove(); });
     }, 8000);
+  });
+  // Payment history: after "Previous"/"Next" the clicked link is gone; move focus to the new rows' summary.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var rows = document.getElementById("history-results");
+    var detail = event.detail || {};
+    var origin = detail.requestConfig && detail.requestConfig.elt;
+    if (!rows || detail.target !== rows || !origin || !origin.hasAttribute("data-pager")) return;
+    var summary = rows.querySelector("#history-summary");
+    if (summary) { summary.focus(); summary.scrollIntoView({ block: "nearest" }); }
+  });
+  // A failed payment's reason: Escape hides the tooltip, leaving the badge resets it.
+  document.addEventListener("keydown", function (event) {
+    var badge = event.target.closest && event.target.closest(".failure .badge-button");
+    if (badge && event.key === "Escape") badge.parentElement.classList.add("dismissed");
+  });
+  document.addEventListener("focusout", function (event) {
+    var badge = event.target.closest && event.target.closest(".failure .badge-button");
+    if (badge) badge.parentElement.classList.remove("dismissed");
   });
 })();

@@ -218,3 +218,33 @@ def test_open_checkout_sessions_expire_after_a_day(
     assert stripe_client.v1.checkout.sessions.retrieve(session.id).status == "expired"
     webhook_receiver.wait_for_types("checkout.session.expired")
     assert "no longer available" in control.get(str(session.url)).text
+
+
+def test_checkout_for_a_customer_without_email_asks_for_one_and_stores_it(
+    stripe_client: stripe.StripeClient, control: httpx.Client
+) -> None:
+    customer = stripe_client.v1.customers.create(params={"name": "Newbie"})
+    session = _session(stripe_client, monthly_price(stripe_client), customer=customer.id)
+    page = control.get(session.url)
+    assert page.status_code == 200
+    email_input = page.text[page.text.index('id="email"') :].split(">", 1)[0]
+    assert "readonly" not in email_input, "the person must be able to type an email"
+
+    refused = control.post(session.url, data={"email": "", "cardNumber": "4242424242424242", **CARD})
+    assert refused.status_code == 402 and "Your email address is invalid." in refused.text
+    paid = control.post(session.url, data={"email": "newbie@example.com", "cardNumber": "4242424242424242", **CARD})
+    assert paid.status_code == 303
+    assert stripe_client.v1.customers.retrieve(customer.id).email == "newbie@example.com"
+
+
+def test_checkout_keeps_the_email_of_a_customer_that_has_one(
+    stripe_client: stripe.StripeClient, control: httpx.Client
+) -> None:
+    customer = stripe_client.v1.customers.create(params={"email": "kept@example.com"})
+    session = _session(stripe_client, monthly_price(stripe_client), customer=customer.id)
+    page = control.get(session.url)
+    email_input = page.text[page.text.index('id="email"') :].split(">", 1)[0]
+    assert "readonly" in email_input and "kept@example.com" in email_input
+    paid = control.post(session.url, data={"email": "other@example.com", "cardNumber": "4242424242424242", **CARD})
+    assert paid.status_code == 303
+    assert stripe_client.v1.customers.retrieve(customer.id).email == "kept@example.com"

@@ -48,13 +48,15 @@ class _QuietServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve_in_loop(app: Any, port: int) -> AsyncIterator[str]:
+async def serve_in_loop(app: Any, port: int, **config: Any) -> AsyncIterator[str]:
     """Serve `app` on the *current* event loop (real HTTP on 127.0.0.1:`port`).
 
     Sharing the test's loop lets a test query the database through the same Piccolo
-    connection pool the app opened in its lifespan.
+    connection pool the app opened in its lifespan. `config`: more `uvicorn.Config` options.
     """
-    server = _QuietServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = _QuietServer(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **config)
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

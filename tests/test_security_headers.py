@@ -1,0 +1,193 @@
+"""Security headers on every response, a CSP the templates can live with, request ids, safe logs,
+and the production refusal of unsafe settings."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.asgi import create_app
+from app.settings import PROJECT_ROOT, AppSettings, Settings, SettingsError, production_problems
+from app.web.logs import configure_logging
+from tests.conftest import settings_env, sign_in
+from tests.support.oidc_provider import ScriptedProvider
+from tests.support.servers import free_port, serve_in_loop
+
+
+def csp_directives(response: httpx.Response) -> dict[str, str]:
+    policy = response.headers["content-security-policy"]
+    return {part.split(" ", 1)[0]: part.split(" ", 1)[1] for part in (p.strip() for p in policy.split(";")) if part}
+
+
+def assert_security_headers(response: httpx.Response) -> None:
+    csp = csp_directives(response)
+    assert "unsafe-inline" not in response.headers["content-security-policy"]
+    assert "unsafe-eval" not in response.headers["content-security-policy"]
+    assert csp["script-src"] == "'self'" and csp["style-src"] == "'self'"
+    assert csp["frame-ancestors"] == "'none'"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "same-origin"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+@pytest.mark.parametrize("path", ["/", "/plans", "/no/such/page", "/static/css/app.css", "/healthz", "/auth/login"])
+async def test_every_response_carries_the_security_headers(client: httpx.AsyncClient, path: str) -> None:
+    response = await client.get(path)
+    assert_security_headers(response)
+    # Served over http: no HSTS (it would pin browsers to an https that is not there).
+    assert "strict-transport-security" not in response.headers
+
+
+async def test_signed_in_pages_are_not_cached_but_anonymous_ones_may_be(client: httpx.AsyncClient) -> None:
+    anonymous = await client.get("/static/css/app.css")
+    assert "no-store" not in anonymous.headers.get("cache-control", "")
+    await sign_in(client)
+    for path in ("/account", "/plans", "/billing/history", "/portal"):
+        response = await client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["cache-control"] == "no-store", path
+        assert_security_headers(response)
+
+
+@pytest.fixture
+async def https_app_url(oidc_provider: ScriptedProvider, tmp_path: Path, db: None) -> AsyncIterator[str]:
+    """The app configured for an https origin (as behind a TLS-terminating proxy), reached over http."""
+    port = free_port()
+    env = settings_env(oidc_provider, tmp_path, APP_BASE_URL="https://billing.example.com")
+    async with serve_in_loop(create_app(Settings.from_env(env)), port) as base_url:
+        yield base_url
+
+
+async def test_hsts_is_sent_when_the_app_is_served_over_https(https_app_url: str) -> None:
+    async with httpx.AsyncClient(base_url=https_app_url) as http:
+        response = await http.get("/")
+    assert response.headers["strict-transport-security"] == "max-age=63072000; includeSubDomains"
+    assert_security_headers(response)
+
+
+TEMPLATES = sorted((PROJECT_ROOT / "templates").rglob("*.html"))
+INLINE_CODE = [
+    (re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I), "an inline <script>"),
+    (re.compile(r"<style\b", re.I), "a <style> element"),
+    (re.compile(r"<[a-z][^>]*\sstyle\s*=", re.I), "a style attribute"),
+    (re.compile(r"<[a-z][^>]*\son[a-z]+\s*=", re.I), "an inline event handler"),
+    (re.compile(r"<[a-z][^>]*\shx-on[:-]", re.I), "an hx-on handler (needs eval)"),
+    (re.compile(r"javascript:", re.I), "a javascript: URL"),
+]
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: str(p.relative_to(PROJECT_ROOT / "templates")))
+def test_templates_have_no_inline_code_the_csp_would_block(template: Path) -> None:
+    text = template.read_text()
+    for pattern, what in INLINE_CODE:
+        assert not pattern.search(text), f"{template.name} has {what}; move it to static/"
+
+
+def test_htmx_does_not_inject_its_indicator_styles() -> None:
+    config = re.search(r"name=\"htmx-config\" content='([^']*)'", (PROJECT_ROOT / "templates/base.html").read_text())
+    assert config is not None
+    settings = json.loads(config.group(1))
+    assert settings["includeIndicatorStyles"] is False and settings["allowEval"] is False
+
+
+async def test_api_docs_are_off_by_default(client: httpx.AsyncClient) -> None:
+    for path in ("/schema", "/schema/openapi.json", "/schema/swagger"):
+        assert (await client.get(path)).status_code == 404, path
+
+
+async def test_error_pages_show_the_request_id_of_their_log_lines(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        response = await client.get("/no/such/page")
+    request_id = response.headers["x-request-id"]
+    assert f'<code data-testid="request-id">{request_id}</code>' in response.text
+    lines = [r for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("request_id") == request_id]
+    assert any(r.msg.get("event") == "request" and r.msg.get("status") == 404 for r in lines), caplog.records
+
+
+def test_logs_are_json_in_production_and_never_carry_secrets() -> None:
+    stream = io.StringIO()
+    configure_logging(AppSettings(env="production"), stream=stream)
+    try:
+        logger = logging.getLogger("app.test")
+        logger.warning(
+            "calling Stripe with sk_live_abcDEF123 and whsec_Zm9vYmFy",
+            extra={"stripe_request_id": "req_123", "authorization": "Bearer tok_123"},
+        )
+        line = json.loads(stream.getvalue().strip().splitlines()[-1])
+    finally:
+        configure_logging(AppSettings())
+    assert line["level"] == "warning" and line["logger"] == "app.test" and line["stripe_request_id"] == "req_123"
+    assert "sk_live_abcDEF123" not in json.dumps(line) and "whsec_Zm9vYmFy" not in json.dumps(line)
+    assert line["authorization"] == "[redacted]" and "[redacted]" in line["event"]
+
+
+PRODUCTION_OK = {
+    "APP_ENV": "production",
+    "APP_BASE_URL": "https://billing.example.com",
+    "SESSION_SECRET": "Vq3kz8R2mX7pL9wT4yB6nH1cJ5dF0gSa",
+    "AUTH0_DOMAIN": "acme.eu.auth0.com",
+    "AUTH0_CLIENT_ID": "client",
+    "AUTH0_CLIENT_SECRET": "a-real-client-secret",
+    "STRIPE_SECRET_KEY": "sk_live_51Habc",
+    "STRIPE_WEBHOOK_SECRET": "whsec_abc",
+    "DATABASE_URL": "postgresql://billing@db:5432/billing",
+}
+
+
+def test_a_safe_production_configuration_passes() -> None:
+    assert production_problems(Settings.from_env(PRODUCTION_OK)) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"APP_BASE_URL": "http://billing.example.com"}, "APP_BASE_URL"),
+        ({"STRIPE_API_BASE": "http://localhost:12111"}, "STRIPE_API_BASE"),
+        ({"STRIPE_SECRET_KEY": "sk_test_emulator"}, "development default"),
+        ({"SESSION_SECRET": "x" * 40}, "SESSION_SECRET"),
+        ({"API_DOCS": "on"}, "API_DOCS"),
+        ({"AUTH0_DOMAIN": "", "OIDC_ISSUER": "http://localhost:9400"}, "issuer"),
+    ],
+)
+def test_production_refuses_unsafe_settings(change: dict[str, str], named: str) -> None:
+    settings = Settings.from_env({**PRODUCTION_OK, **change})
+    assert any(named in problem for problem in production_problems(settings))
+    with pytest.raises(SettingsError, match="Refusing to start in production"):
+        create_app(settings)
+
+
+@pytest.mark.parametrize(
+    ("trusted_proxies", "forwarded_for", "status"),
+    [
+        ("", None, 403),  # the test client's own address is not Stripe's
+        ("", "3.18.12.63", 403),  # a forwarded header from an untrusted peer is ignored
+        ("127.0.0.1", "3.18.12.63", 400),  # through a trusted proxy from Stripe: on to the signature check
+        ("127.0.0.1", "203.0.113.9", 403),
+    ],
+)
+async def test_webhook_source_allowlist_honours_only_trusted_proxies(
+    oidc_provider: ScriptedProvider,
+    tmp_path: Path,
+    db: None,
+    trusted_proxies: str,
+    forwarded_for: str | None,
+    status: int,
+) -> None:
+    port = free_port()
+    env = settings_env(oidc_provider, tmp_path, WEBHOOK_SOURCE_ALLOWLIST="on", TRUSTED_PROXIES=trusted_proxies)
+    headers = {"stripe-signature": "t=1,v1=00"} | ({"x-forwarded-for": forwarded_for} if forwarded_for else {})
+    # As scripts/serve runs it: the server's own proxy-header handling off, the app's in charge.
+    async with serve_in_loop(create_app(Settings.from_env(env)), port, proxy_headers=False) as base_url:
+        async with httpx.AsyncClient(base_url=base_url) as http:
+            response = await http.post("/webhooks/stripe", content=b"{}", headers=headers)
+    assert response.status_code == status, response.text

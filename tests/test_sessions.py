@@ -1,0 +1,86 @@
+"""Server-side sessions exist only when something must be stored, and expire."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import httpx
+import redis.asyncio as aioredis
+from litestar.stores.file import FileStore
+from litestar.stores.redis import RedisStore
+
+from app.web.sessions import PENDING_SESSION_TTL, purge_expired_sessions
+from tests.conftest import sign_in
+
+ANONYMOUS_PATHS = ["/", "/plans", "/account", "/billing/history", "/portal", "/no/such/page", "/static/js/app.js"]
+
+
+def session_files(data_dir: Path) -> list[Path]:
+    folder = data_dir / "sessions"
+    return [p for p in folder.iterdir() if p.is_file()] if folder.exists() else []
+
+
+async def test_a_thousand_anonymous_gets_create_no_session(client: httpx.AsyncClient, tmp_path: Path) -> None:
+    responses: list[httpx.Response] = []
+    for batch in range(50):  # 1,000 requests, 20 at a time (one client's connection pool)
+        paths = [ANONYMOUS_PATHS[(batch * 20 + i) % len(ANONYMOUS_PATHS)] for i in range(20)]
+        responses += await asyncio.gather(*(client.get(path) for path in paths))
+    assert len(responses) == 1000
+    assert {r.status_code for r in responses} <= {200, 303, 404}
+    assert not [r for r in responses if "billing_session" in r.headers.get("set-cookie", "")]
+    assert session_files(tmp_path) == []
+    # Something to store (a sign-in's state and nonce) is what creates one.
+    await client.get("/auth/login", params={"next": "/account"})
+    assert len(session_files(tmp_path)) == 1
+
+
+async def test_an_unfinished_sign_in_expires_soon_and_sign_out_deletes_the_session(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    await client.get("/auth/login", params={"next": "/account"})
+    store = FileStore(path=tmp_path / "sessions")
+    pending = client.cookies["billing_session"]
+    assert len(session_files(tmp_path)) == 1
+    assert 0 < (await store.expires_in(pending) or 0) <= PENDING_SESSION_TTL
+    await sign_in(client)
+    signed_in = client.cookies["billing_session"]
+    assert signed_in != pending and len(session_files(tmp_path)) == 1  # rotated: the pending one is gone
+    assert (await store.expires_in(signed_in) or 0) > PENDING_SESSION_TTL
+    page = await client.get("/account")
+    csrf = page.cookies.get("billing_csrf") or client.cookies.get("billing_csrf")
+    response = await client.post("/auth/logout", data={"_csrf_token": csrf})
+    assert response.status_code in (302, 303)
+    assert session_files(tmp_path) == []
+
+
+async def test_expired_file_sessions_are_swept(tmp_path: Path) -> None:
+    store = FileStore(path=tmp_path / "sessions", create_directories=True)
+    await store.set("old", b"{}", expires_in=1)
+    await store.set("fresh", b"{}", expires_in=3600)
+    await asyncio.sleep(1.1)
+    sweeper = asyncio.create_task(purge_expired_sessions(store, every=3600))
+    try:
+        for _ in range(100):
+            if len(session_files(tmp_path)) == 1:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+    assert len(session_files(tmp_path)) == 1
+    assert await store.exists("fresh")
+
+
+async def test_redis_sessions_carry_their_expiry() -> None:
+    """Redis (several web processes) deletes expired sessions itself: every key has a TTL."""
+    client = aioredis.from_url("redis://127.0.0.1:6379/7")
+    store = RedisStore(client, namespace="billing-sessions-test")
+    try:
+        await store.set("pending", b"{}", expires_in=PENDING_SESSION_TTL)
+        assert 0 < await client.ttl("billing-sessions-test:pending") <= PENDING_SESSION_TTL
+    finally:
+        await store.delete_all()
+        await client.aclose()
