@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -156,3 +157,23 @@ async def test_the_host_api_is_rate_limited_per_key(db: None, oidc_provider: Any
         async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as http:
             codes = [(await http.get("/api/v1/customers/erin/state")).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
+
+
+async def test_hostile_path_values_get_a_precise_answer_never_a_5xx(
+    db: None, oidc_provider: Any, tmp_path: Path
+) -> None:
+    from tests.test_hostile_input import VALUES
+
+    port = free_port()
+    env = settings_env(oidc_provider, tmp_path, APP_BASE_URL=f"http://127.0.0.1:{port}")
+    await _person("erin")
+    _, key = await create_key("hostile")
+    answers: set[int] = set()
+    async with serve_in_loop(create_app(Settings.from_env(env)), port) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as http:
+            for value in [quote(v, safe="") for v in VALUES if v.strip()]:
+                for path in (f"/api/v1/customers/{value}/state", f"/api/v1/customers/erin/entitlements/{value}"):
+                    response = await http.get(path)
+                    answers.add(response.status_code)
+                    assert response.status_code < 500, (path[:80], response.status_code)
+    assert answers <= {400, 404}

@@ -66,6 +66,9 @@ ANONYMOUS_ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("POST", "/webhooks/stripe", ("junk",)),
     ("GET", "/schema/openapi.json", ("junk",)),
     ("GET", "/schema/no-such-renderer", ("junk",)),
+    # The host API without a key (401); hostile path values with a key: tests/test_host_webhooks.py.
+    ("GET", "/api/v1/customers/{external_id:str}/state", ("junk",)),
+    ("GET", "/api/v1/customers/{external_id:str}/entitlements/{feature:str}", ("junk",)),
 ]
 # Litestar's own routers: static files and the OpenAPI renderers (two of which are walked above).
 NOT_WALKED_PREFIXES = ("/static/", "/schema")

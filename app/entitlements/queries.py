@@ -19,6 +19,11 @@ _BY_EMAIL = (
 )
 
 
+def _storable(value: str, max_length: int) -> bool:
+    """False for what PostgreSQL text cannot hold (NUL) or no stored id is as long as."""
+    return "\x00" not in value and 0 < len(value) <= max_length
+
+
 def _not_after(until: str | None, now: datetime) -> bool:
     return until is None or datetime.fromisoformat(until.replace("Z", "+00:00")) > now
 
@@ -29,6 +34,8 @@ async def customer_state(external_id: str, now: datetime | None = None) -> dict[
     None when nobody (or more than one person) matches. Entitlements whose `until` has passed are
     left out even before the delivery loop recomputes the person.
     """
+    if not _storable(external_id, 320):
+        return None
     rows = await HostApiKey.raw(_BY_SUBJECT, external_id)
     if not rows and "@" in external_id:
         rows = await HostApiKey.raw(_BY_EMAIL, external_id)
@@ -59,6 +66,8 @@ async def customer_state(external_id: str, now: datetime | None = None) -> dict[
 
 async def feature_exists(lookup_key: str) -> bool:
     """True for a feature of the catalogue or of an operator override."""
+    if not _storable(lookup_key, 80):
+        return False
     return bool(
         await Feature.exists().where(Feature.lookup_key == lookup_key)
         or await EntitlementOverride.exists().where(EntitlementOverride.feature == lookup_key)

@@ -506,6 +506,8 @@ async def refresh_due(now: datetime | None = None, limit: int = 100) -> int:
 
 async def find_person(external_id: str) -> User | None:
     """The person whose OpenID subject, or else verified email (exactly one), is `external_id`."""
+    if "\x00" in external_id or not 0 < len(external_id) <= 320:
+        return None
     user = await User.objects().get(User.subject == external_id)
     if user is None and "@" in external_id:
         rows = await User.raw(
