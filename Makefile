@@ -5,7 +5,7 @@ UV := $(shell sh scripts/ensure-uv.sh)
 endif
 export UV_LINK_MODE ?= copy
 
-.PHONY: run serve test lint typecheck pytest bootstrap
+.PHONY: run serve test lint typecheck pytest bootstrap screenshots
 
 bootstrap:  ## the locked environment in .venv (uv itself is installed by scripts/ensure-uv.sh if missing)
 	@$(UV) sync --frozen --quiet
@@ -27,3 +27,7 @@ pytest: bootstrap
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest  ## every test: lint, type check, unit, integration and browser tests
+
+screenshots: bootstrap  ## re-take the README's screenshots with the browser suite and copy them to docs/screenshots/
+	$(UV) run --frozen pytest e2e -p no:cacheprovider
+	mkdir -p docs/screenshots && cp test-results/screenshots/*.png docs/screenshots/

@@ -9,14 +9,14 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Router
 from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi.config import OpenAPIConfig
 from litestar.plugins.flash import FlashConfig, FlashPlugin
 from litestar.plugins.htmx import HTMXPlugin, HTMXRequest
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -25,6 +25,15 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from app.accounts.controller import AccountController
+from app.admin.branding_service import BrandingCache
+from app.admin.controller import ADMIN_CONTROLLERS
+from app.api.auth import provide_api_user
+from app.api.billing import BillingApiController
+from app.api.compat import CompatibilityController
+from app.api.errors import JSON_PATH_PREFIXES, with_api_envelope
+from app.api.me import MeApiController
+from app.api.openapi import openapi_config
+from app.api.portal import PortalApiController
 from app.auth.controller import AuthController
 from app.auth.oidc import OIDCClient
 from app.billing.controller import CheckoutController
@@ -46,6 +55,7 @@ from app.web.pages import home, not_found
 from app.web.security import wrap_app
 from app.web.sessions import purge_expired_sessions, rate_limit_store, session_config, session_store
 from app.web.templating import configure_engine
+from app.web.validation import refuse_unstorable_input
 from app.webhooks.controller import stripe_webhook
 from app.webhooks.worker import EventWorker
 from piccolo_conf import DB
@@ -97,6 +107,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     oidc = OIDCClient(settings.oidc, redirect_uri=f"{settings.app.base_url}/auth/callback")
 
+    branding = BrandingCache(settings.branding)
+
+    async def before_request(request: Request[Any, Any, Any]) -> None:
+        """Refuse input PostgreSQL cannot hold, then give pages the brand (name, colours, footer links)
+        in `request.state.branding`."""
+        refuse_unstorable_input(request)
+        if not request.url.path.startswith("/static/"):
+            request.state.branding = await branding.get()
+
     metrics = (
         PrometheusConfig(app_name="billing", prefix="billing", group_path=True, exclude=["^/metrics", "^/static/"])
         if settings.app.metrics
@@ -115,6 +134,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PortalController,
             HistoryController,
             stripe_webhook,
+            MeApiController,
+            BillingApiController,
+            PortalApiController,
+            CompatibilityController,
+            *ADMIN_CONTROLLERS,
             Router(
                 path="/",
                 route_handlers=[HostApiController],
@@ -125,12 +149,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={
             "oidc": Provide(provide_oidc, sync_to_thread=False),
             "current_user": Provide(provide_current_user),
+            "api_user": Provide(provide_api_user),
             "stripe_gateway": Provide(lambda: gateway, sync_to_thread=False),
             "worker": Provide(lambda: worker, sync_to_thread=False),
             "run_worker": Provide(lambda: settings.app.event_worker, sync_to_thread=False),
         },
-        state=State({"settings": settings, "oidc": oidc, "stripe_gateway": gateway, "worker": worker}),
+        state=State(
+            {"settings": settings, "oidc": oidc, "stripe_gateway": gateway, "worker": worker, "branding": branding}
+        ),
         request_class=HTMXRequest,
+        before_request=before_request,
         plugins=[HTMXPlugin(), FlashPlugin(config=FlashConfig(template_config=template_config)), BillingCLIPlugin()],
         middleware=[*([metrics.middleware] if metrics else []), session_config(settings.app).middleware],
         stores={"sessions": sessions, "rate_limit": rate_limit_store(settings.app)},
@@ -140,20 +168,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
             cookie_secure=settings.app.is_https,
             cookie_httponly=True,
             cookie_samesite="lax",
-            exclude=["/webhooks/", "/healthz"],
+            # The JSON routes check CSRF themselves, for cookie callers only (app/api/auth.py).
+            exclude=["/webhooks/", "/healthz", *(f"^{p}" for p in JSON_PATH_PREFIXES)],
         ),
         template_config=template_config,
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=with_api_envelope(EXCEPTION_HANDLERS),
+        openapi_config=openapi_config(settings),
         lifespan=[lifespan],
         # structlog owns logging (configure_logging above); unexpected errors are logged by
         # app.web.errors.internal_error_handler with the request id.
         logging_config=None,
-        openapi_config=(
-            OpenAPIConfig(title="Billing portal", version="1", path="/schema")
-            if settings.app.api_docs != "off"
-            else None
-        ),
         debug=False,
     )
     # Outside Litestar's router, so 404s and error pages get the request id and headers too.

@@ -123,6 +123,46 @@ def portal_push(path: Path | None, yes: bool) -> None:
     _run(main, writes_to_stripe=True, yes=yes)
 
 
+@portal.command(name="diff", help="Show, field by field, where Stripe differs from portal.toml.")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+def portal_diff(path: Path | None) -> None:
+    """Print the drift between `portal.toml` and Stripe (exit status 1 when there is any)."""
+    from app.admin.configurations_service import drift
+    from app.portal.service import DEFAULT_PORTAL_FILE, load_portal_spec
+
+    try:
+        spec = load_portal_spec(path or DEFAULT_PORTAL_FILE)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def main(gateway: Any) -> int:
+        rows = await drift(gateway, spec)
+        for row in rows:
+            click.echo(f"  {row.workflow}  {row.field}: file={row.file!r} stripe={row.stripe!r}")
+        console.print("No drift." if not rows else f"{len(rows)} field(s) differ.")
+        return len(rows)
+
+    if _run(main):
+        raise SystemExit(1)
+
+
+@portal.command(name="export", help="Write Stripe's current portal configurations as TOML.")
+@click.option("--output", "output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def portal_export(output: Path | None) -> None:
+    """Print (or write to `--output`) every configuration in Stripe as TOML."""
+    from app.admin.configurations_service import export_toml
+
+    async def main(gateway: Any) -> str:
+        return await export_toml(gateway)
+
+    text = _run(main)
+    if output:
+        output.write_text(text)
+        console.print(f"Wrote {output}")
+    else:
+        click.echo(text)
+
+
 @billing.command(name="sync", help="Backfill the local copy from Stripe: the catalogue and every customer, or one.")
 @click.option("--customer", "customer_id", default=None, help="Only this Stripe customer (cus_…).")
 def sync(customer_id: str | None) -> None:

@@ -41,6 +41,21 @@ from app.settings import PROJECT_ROOT
 logger = logging.getLogger("devstack")
 
 DEMO_USER = {"sub": "demo", "email": "demo@example.com", "email_verified": True, "name": "Dana Demo"}
+# Operators of the console: the `roles` claim is what OIDC_ROLES_CLAIM reads (default `roles`).
+DEMO_OPERATOR = {
+    "sub": "operator",
+    "email": "operator@example.com",
+    "email_verified": True,
+    "name": "Olga Operator",
+    "roles": ["admin"],
+}
+DEMO_SUPPORT = {
+    "sub": "support",
+    "email": "support@example.com",
+    "email_verified": True,
+    "name": "Sam Support",
+    "roles": ["support"],
+}
 
 
 def data_dir(env: MutableMapping[str, str]) -> Path:
@@ -161,12 +176,14 @@ def background(
 
 
 def start_oidc_provider(stack: contextlib.ExitStack, env: MutableMapping[str, str]) -> None:
-    """Start `oidc-provider-mock` with the demo user and point `OIDC_ISSUER` at it."""
+    """Start `oidc-provider-mock` with the demo user and operators and point `OIDC_ISSUER` at it."""
     port = int(env.get("OIDC_PORT", "9400"))
     # One host name for the browser and the app: the provider takes its issuer from the Host header.
     issuer = f"http://localhost:{port}"
-    args = [sys.executable, "-m", "oidc_provider_mock", "--port", str(port), "--host", "127.0.0.1"]
-    args += ["--user-claims", json.dumps(DEMO_USER)]
+    # oidc-provider-mock plus `POST /dev/access-token` for JWT access tokens to call the API (e2e/local_oidc.py).
+    args = [sys.executable, "-m", "e2e.local_oidc", "--port", str(port), "--host", "127.0.0.1"]
+    for user in (DEMO_USER, DEMO_OPERATOR, DEMO_SUPPORT):
+        args += ["--user-claims", json.dumps(user)]
     log = stack.enter_context(open(logs_dir(env) / "oidc-provider.log", "ab"))
     stack.enter_context(background(args, f"{issuer}/.well-known/openid-configuration", "OpenID provider", log))
     env["OIDC_ISSUER"] = issuer

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
+from app.admin.tables import AuditEntry, Branding
+from app.api.tables import IdempotencyKey
 from app.auth.tables import User
 from app.billing.tables import (
     BillingChange,
@@ -54,6 +56,9 @@ APP_CONFIG = AppConfig(
         HostWebhook,
         EventWorkerHeartbeat,
         ScheduledTask,
+        IdempotencyKey,
+        AuditEntry,
+        Branding,
     ],
     migration_dependencies=[],
     commands=[],

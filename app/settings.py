@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,13 @@ class OIDCSettings:
     """`OIDC_SCOPE`: scopes requested at sign-in."""
     http_timeout: float = 10.0
     """`OIDC_HTTP_TIMEOUT`: seconds to wait for the provider's discovery, JWKS and token endpoints."""
+    roles_claim: str = "roles"
+    """`OIDC_ROLES_CLAIM`: the ID token claim holding the person's roles (a list, or a space/comma
+    separated string), e.g. Auth0's namespaced `https://billing.example.com/roles`. Read at each sign-in."""
+    admin_subjects: tuple[str, ...] = ()
+    """`ADMIN_SUBJECTS`: comma-separated OIDC subjects that are always `admin` (bootstrap)."""
+    admin_emails: tuple[str, ...] = ()
+    """`ADMIN_EMAILS`: comma-separated emails that are always `admin`, only when the provider says verified."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,36 @@ class EntitlementSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    audience: str = "http://localhost:8000/api"
+    """`API_AUDIENCE`: the `aud` a bearer access token must carry (Auth0: the API's identifier).
+    Default `<APP_BASE_URL>/api`."""
+    allowed_origins: tuple[str, ...] = ("http://localhost:8000",)
+    """`API_ALLOWED_ORIGINS`: origins (`scheme://host[:port]`, comma-separated) that return and success
+    URLs given by API clients may point at. Default: `APP_BASE_URL`'s origin."""
+
+
+@dataclass(frozen=True)
+class BrandingSettings:
+    """Defaults of the app's own look; operators change them in `/admin/branding` (stored in the database)."""
+
+    product_name: str = "Billing"
+    """`BRAND_NAME`: the product name in the header and page titles."""
+    primary_color: str = "#4338ca"
+    """`BRAND_PRIMARY_COLOR`: `#rrggbb` of buttons and links (white text on it must pass WCAG AA)."""
+    accent_color: str = "#146c43"
+    """`BRAND_ACCENT_COLOR`: `#rrggbb` of highlights (white text on it must pass WCAG AA)."""
+    logo_url: str | None = None
+    """`BRAND_LOGO_URL`: an https URL of the logo shown in the header (optional)."""
+    support_url: str | None = None
+    """`SUPPORT_URL`: footer link to support (optional)."""
+    privacy_url: str | None = None
+    """`PRIVACY_URL`: footer link to the privacy policy (optional)."""
+    terms_url: str | None = None
+    """`TERMS_URL`: footer link to the terms of service (optional)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     app: AppSettings = field(default_factory=AppSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -173,6 +211,8 @@ class Settings:
     stripe: StripeSettings = field(default_factory=StripeSettings)
     entitlements: EntitlementSettings = field(default_factory=EntitlementSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    branding: BrandingSettings = field(default_factory=BrandingSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -252,7 +292,8 @@ class Settings:
                 errors.append(f"{name} must be on or off")
             return raw in {"on", "true", "1"}
 
-        api_docs = (get("API_DOCS", "off") or "off").lower()
+        # The interactive API docs: on in development, off in production unless asked for (`public`).
+        api_docs = (get("API_DOCS", "off" if app_env == "production" else "on") or "off").lower()
         if api_docs not in {"off", "on", "public"}:
             errors.append("API_DOCS must be off, on or public")
         web_concurrency = integer("WEB_CONCURRENCY", 2, 1, 64)
@@ -333,15 +374,43 @@ class Settings:
         for pair in (get("HOST_WEBHOOK_ENDPOINTS") or "").split(","):
             if not pair.strip():
                 continue
-            parts = pair.split()
+            pieces = pair.split()
             if (
-                len(parts) != 2
-                or urlsplit(parts[0]).scheme not in ("http", "https")
-                or not parts[1].startswith("whsec_")
+                len(pieces) != 2
+                or urlsplit(pieces[0]).scheme not in ("http", "https")
+                or not pieces[1].startswith("whsec_")
             ):
                 errors.append("HOST_WEBHOOK_ENDPOINTS must hold `<http(s) URL> <whsec_…>` pairs, comma-separated")
                 break
-            endpoints.append(HostWebhookTarget(url=parts[0], secret=parts[1]))
+            endpoints.append(HostWebhookTarget(url=pieces[0], secret=pieces[1]))
+        api_audience = get("API_AUDIENCE", f"{base_url}/api") or f"{base_url}/api"
+        allowed_origins = []
+        for origin in (get("API_ALLOWED_ORIGINS") or base_url).split(","):
+            parts = urlsplit(origin.strip())
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+                errors.append("API_ALLOWED_ORIGINS must be comma-separated origins such as https://app.example.com")
+                break
+            allowed_origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+
+        def csv(name: str) -> tuple[str, ...]:
+            return tuple(v.strip() for v in (get(name) or "").split(",") if v.strip())
+
+        def color(name: str, default: str) -> str:
+            value = (get(name, default) or default).lower()
+            if not re.fullmatch(r"#[0-9a-f]{6}", value):
+                errors.append(f"{name} must be a colour written #rrggbb")
+                return default
+            return value
+
+        branding = BrandingSettings(
+            product_name=get("BRAND_NAME", "Billing") or "Billing",
+            primary_color=color("BRAND_PRIMARY_COLOR", BrandingSettings.primary_color),
+            accent_color=color("BRAND_ACCENT_COLOR", BrandingSettings.accent_color),
+            logo_url=url("BRAND_LOGO_URL"),
+            support_url=url("SUPPORT_URL"),
+            privacy_url=url("PRIVACY_URL"),
+            terms_url=url("TERMS_URL"),
+        )
 
         if errors:
             raise SettingsError("Invalid configuration:\n  - " + "\n  - ".join(errors))
@@ -375,6 +444,9 @@ class Settings:
                 is_auth0=bool(auth0_domain),
                 scope=get("OIDC_SCOPE", "openid profile email") or "openid profile email",
                 http_timeout=http_timeout,
+                roles_claim=get("OIDC_ROLES_CLAIM", "roles") or "roles",
+                admin_subjects=csv("ADMIN_SUBJECTS"),
+                admin_emails=tuple(e.lower() for e in csv("ADMIN_EMAILS")),
             ),
             stripe=StripeSettings(
                 secret_key=secret_key,
@@ -389,6 +461,8 @@ class Settings:
                 grace_days=grace_days, webhook_endpoints=tuple(endpoints), api_rate_limit=api_rate_limit
             ),
             worker=worker,
+            api=ApiSettings(audience=api_audience, allowed_origins=tuple(allowed_origins)),
+            branding=branding,
         )
 
 

@@ -286,6 +286,17 @@ class StripeGateway:
             )
         )
 
+    async def create_payment_intent(self, params: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        """Create a PaymentIntent (https://docs.stripe.com/api/payment_intents/create); the browser or
+        app confirms it with its `client_secret` (Stripe.js `confirmPayment` / `confirmCardPayment`)."""
+        options: dict[str, Any] = {"idempotency_key": idempotency_key} if idempotency_key else {}
+        return as_dict(
+            await self._call(
+                "payment_intents.create",
+                lambda: self.client.v1.payment_intents.create_async(params=params, options=options),  # type: ignore[arg-type]
+            )
+        )
+
     def invoices_of(self, customer_id: str, max_pages: int = 1) -> AsyncIterator[dict[str, Any]]:
         """A customer's Invoices, newest first, with `payments` expanded
         (https://docs.stripe.com/api/invoices/list; `payments` links an invoice to its PaymentIntents)."""
@@ -501,6 +512,19 @@ class StripeGateway:
             lambda p: self.client.v1.entitlements.active_entitlements.list_async(params=p),  # type: ignore[arg-type]
             {"customer": customer_id},
             max_pages=100,
+        )
+
+    async def retrieve_portal_configuration(self, configuration_id: str) -> dict[str, Any]:
+        """https://docs.stripe.com/api/customer_portal/configurations/retrieve
+
+        Raises:
+            StripeNotFound: no such configuration.
+        """
+        return as_dict(
+            await self._call(
+                "billing_portal.configurations.retrieve",
+                lambda: self.client.v1.billing_portal.configurations.retrieve_async(configuration_id),
+            )
         )
 
     # Events — https://docs.stripe.com/api/events

@@ -23,7 +23,8 @@ from app.devstack import wait_for_http
 from app.settings import PROJECT_ROOT
 from tests.support.servers import free_port
 
-SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
+# Tests never rewrite tracked files: `make screenshots` copies these into docs/screenshots/.
+SCREENSHOTS = PROJECT_ROOT / "test-results" / "screenshots"
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ async def page(context: BrowserContext) -> AsyncIterator[Page]:
 
 
 def screenshot_path(name: str) -> Path:
-    """Where a page's screenshot for the README goes (`docs/screenshots/<name>.png`)."""
+    """Where a page's screenshot goes (`test-results/screenshots/<name>.png`; `make screenshots` copies
+    them to `docs/screenshots/` for the README)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS / f"{name}.png"

@@ -160,6 +160,7 @@ def billing_settings(oidc_provider: ScriptedProvider, tmp_path: Path, stripe_emu
         tmp_path,
         APP_BASE_URL=f"http://127.0.0.1:{app_port}",
         STRIPE_SECRET_KEY="sk_test_integration",
+        STRIPE_PUBLISHABLE_KEY="pk_test_integration",
         STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
         STRIPE_API_BASE=stripe_emulator.url,
         EVENT_WORKER="off",

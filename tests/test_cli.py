@@ -113,3 +113,25 @@ async def test_replay_applies_failed_events_again(cli_env: CliRunner) -> None:
     row = await StripeEvent.objects().first()
     assert row is not None and row.status == "processed"
     assert await Plan.count() == 3
+
+
+async def test_portal_diff_prints_drift_and_export_writes_stripe_state(
+    cli_env: CliRunner, gateway: Any, tmp_path: Path
+) -> None:
+    await run(cli_env, "plans", "push")
+    await run(cli_env, "portal", "push")
+    assert "No drift." in await run(cli_env, "portal", "diff")
+    configs = [c async for c in gateway.portal_configurations()]
+    review = next(c for c in configs if c["metadata"].get("workflow") == "billing_review")
+    await gateway.update_portal_configuration(review["id"], {"business_profile": {"headline": "Changed in Stripe"}})
+    result = await asyncio.to_thread(cli_env.invoke, billing, ["portal", "diff"])
+    assert result.exit_code == 1
+    assert "billing_review  business_profile.headline: file='Billing portal: manage your plan" in result.output
+    assert "stripe='Changed in Stripe'" in result.output and "1 field(s) differ." in result.output
+    exported = tmp_path / "export.toml"
+    await run(cli_env, "portal", "export", "--output", str(exported))
+    import tomllib
+
+    data = tomllib.loads(exported.read_text())["configurations"]
+    assert data[review["id"]]["business_profile"]["headline"] == "Changed in Stripe"
+    assert data[review["id"]]["metadata"] == {"workflow": "billing_review"}

@@ -6,13 +6,15 @@ is missing from it), so a new parameter cannot slip past this walk.
 
 from __future__ import annotations
 
+import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
 
 from app.portal.tables import PortalSession
+from tests.conftest import sign_in
 from tests.support.billing import buy, signed_in_user
 
 pytestmark = pytest.mark.usefixtures("portal_configured")
@@ -66,12 +68,36 @@ ANONYMOUS_ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("POST", "/webhooks/stripe", ("junk",)),
     ("GET", "/schema/openapi.json", ("junk",)),
     ("GET", "/schema/no-such-renderer", ("junk",)),
-    # The host API without a key (401); hostile path values with a key: tests/test_host_webhooks.py.
-    ("GET", "/api/v1/customers/{external_id:str}/state", ("junk",)),
-    ("GET", "/api/v1/customers/{external_id:str}/entitlements/{feature:str}", ("junk",)),
 ]
-# Litestar's own routers: static files and the OpenAPI renderers (two of which are walked above).
-NOT_WALKED_PREFIXES = ("/static/", "/schema")
+# The operator console, walked by an admin; `{…}` path parameters take each hostile value too.
+ADMIN_WALK: list[tuple[str, str, tuple[str, ...]]] = [
+    ("GET", "/admin", ("junk",)),
+    ("GET", "/admin/analytics", ("preset", "start", "end", "tz")),
+    ("GET", "/admin/analytics/{table_file:str}", ("preset", "start", "end")),
+    ("GET", "/admin/audit", ("before", "junk")),
+    ("GET", "/admin/branding", ("junk",)),
+    ("POST", "/admin/branding", ("primary_color", "accent_color", "logo_url", "action")),
+    ("GET", "/admin/configurations", ("junk",)),
+    ("GET", "/admin/configurations/export.toml", ("junk",)),
+    ("GET", "/admin/configurations/new", ("junk",)),
+    ("GET", "/admin/configurations/{configuration_id:str}", ("junk",)),
+    ("POST", "/admin/configurations/{configuration_id:str}/active", ("active",)),
+    ("GET", "/admin/configurations/{configuration_id:str}/edit", ("junk",)),
+    ("POST", "/admin/configurations/{configuration_id:str}/use", ("workflow",)),
+    ("GET", "/admin/customers", ("q",)),
+    ("GET", "/admin/customers/{user_id:int}", ("junk",)),
+    ("POST", "/admin/customers/{user_id:int}/resync", ("junk",)),
+    ("GET", "/admin/events", ("status", "type", "customer", "from", "to", "before", "tz")),
+    ("POST", "/admin/events/ignore", ("ids", "next")),
+    ("POST", "/admin/events/reconcile", ("hours", "next")),
+    ("POST", "/admin/events/replay", ("ids", "next")),
+    ("GET", "/admin/events/{event_id:str}", ("junk",)),
+    ("GET", "/brand.css", ("primary", "accent", "part")),
+    ("GET", "/brand/logo", ("v",)),
+]
+# Litestar's own routers (static files, the OpenAPI renderers: two are walked above) and the JSON API,
+# whose every operation schemathesis walks from the OpenAPI document (tests/test_api_properties.py).
+NOT_WALKED_PREFIXES = ("/static/", "/schema", "/api/", "/v1/billing/", "/stripe/customer-portal")
 TIME_ZONES = ["Asia/Tokyo", "Pacific/Kiritimati", "America/Adak", "Mars/Base", "../../etc/passwd", "x" * 3000, "%00"]
 
 
@@ -82,7 +108,7 @@ def registered_routes(app: Any) -> set[str]:
 def test_the_walk_covers_every_registered_route(billing_settings: Any) -> None:
     from app.asgi import create_app
 
-    walked = {path for _, path, _ in ROUTES + ANONYMOUS_ROUTES} | {"/{path:path}", ""}
+    walked = {path for _, path, _ in ROUTES + ANONYMOUS_ROUTES + ADMIN_WALK} | {"/{path:path}", ""}
     registered = registered_routes(create_app(billing_settings))
     missing = {p for p in registered if p.rstrip("/") not in walked and not p.startswith(NOT_WALKED_PREFIXES)}
     assert not missing, f"routes not walked by the hostile-input test: {sorted(missing)}"
@@ -107,7 +133,15 @@ async def _walk(
     client: httpx.AsyncClient, routes: list[tuple[str, str, tuple[str, ...]]], values: list[str]
 ) -> list[str]:
     failures = []
-    for method, path, names in routes:
+    for method, template, names in routes:
+        path = template
+        if "{" in template:
+            for value in values:  # each hostile value as the path parameter
+                concrete = re.sub(r"\{[^}]+\}", quote(value, safe="") or "%20", template)
+                response = await _request(client, method, concrete, {})
+                if response.status_code >= 500:
+                    failures.append(f"{method} {concrete[:60]!r} -> {response.status_code}")
+            path = re.sub(r"\{[^}]+\}", "1", template)
         for name in names:
             for value in values:
                 params = {name: value}
@@ -176,6 +210,11 @@ async def test_no_route_answers_5xx_to_hostile_values(
 
     async with httpx.AsyncClient(base_url=billing_app_url, timeout=30) as anonymous:
         failures += await _walk(anonymous, ANONYMOUS_ROUTES, values)
+    async with httpx.AsyncClient(base_url=billing_app_url, timeout=30) as admin:
+        oidc_provider.claims_for["hostile-admin"] = {"email": "ops@example.com", "roles": ["admin"]}
+        assert (await sign_in(admin, "hostile-admin")).status_code == 303
+        await admin.get("/account")  # a page sets the CSRF cookie
+        failures += await _walk(admin, ADMIN_WALK, values)
     assert not failures, "\n".join(failures)
 
 

@@ -64,3 +64,25 @@ def test_https_base_url_marks_cookies_secure() -> None:
     assert Settings.from_env(GOOD | {"APP_BASE_URL": "https://billing.example.com/"}).app.base_url == (
         "https://billing.example.com"
     )
+
+
+def test_console_roles_and_branding_settings() -> None:
+    env = GOOD | {
+        "OIDC_ROLES_CLAIM": "https://billing.example.com/roles",
+        "ADMIN_SUBJECTS": "auth0|1, auth0|2",
+        "ADMIN_EMAILS": "Ops@Example.com",
+        "BRAND_NAME": "Acme",
+        "BRAND_PRIMARY_COLOR": "#0B5394",
+        "TERMS_URL": "https://acme.example/terms",
+    }
+    settings = Settings.from_env(env)
+    assert settings.oidc.roles_claim == "https://billing.example.com/roles"
+    assert settings.oidc.admin_subjects == ("auth0|1", "auth0|2")
+    assert settings.oidc.admin_emails == ("ops@example.com",)
+    assert settings.branding.product_name == "Acme" and settings.branding.primary_color == "#0b5394"
+    assert settings.branding.terms_url == "https://acme.example/terms"
+    assert Settings.from_env(GOOD).oidc.roles_claim == "roles"
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env(GOOD | {"BRAND_ACCENT_COLOR": "green", "PRIVACY_URL": "privacy"})
+    assert "BRAND_ACCENT_COLOR must be a colour written #rrggbb" in str(error.value)
+    assert "PRIVACY_URL must be a URL" in str(error.value)

@@ -13,7 +13,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from app.auth.oidc import OIDCClient, SignInError
-from app.auth.service import upsert_user
+from app.auth.service import roles_from_claims, upsert_user
 from app.web.redirects import safe_next_path
 from app.web.sessions import rotate_session
 
@@ -91,12 +91,14 @@ class AuthController(Controller):
             claims = await oidc.validate_id_token(tokens["id_token"], pending["nonce"])
         except SignInError as exc:
             return _error_page(exc.reason, str(exc), status_code=502 if exc.reason == "provider_unavailable" else 400)
-        user = await upsert_user(claims)
+        user = await upsert_user(claims, roles_from_claims(claims, request.app.state.settings.oidc))
         rotate_session(request)
         request.set_session(
             {
                 "user_id": user.id,
                 "user_name": user.name or user.email or user.subject,
+                # For the nav only; every /admin request re-reads the roles from the database.
+                "roles": list(user.roles or []),
                 "id_token": tokens["id_token"],
                 "signed_in_at": int(time.time()),
             }

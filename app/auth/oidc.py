@@ -29,7 +29,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="The httpx module is deprecated")
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from app.settings import OIDCSettings
@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 ID_TOKEN_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
 CLOCK_SKEW_SECONDS = 60
+# An access token naming an unknown `kid` refetches the JWKS at most this often, so a stream of
+# forged tokens cannot turn into a stream of requests to the provider.
+JWKS_REFETCH_INTERVAL_SECONDS = 30
 
 
 class SignInError(Exception):
@@ -81,6 +84,7 @@ class OIDCClient:
         self.redirect_uri = redirect_uri
         self._metadata: ProviderMetadata | None = None
         self._jwks: KeySet | None = None
+        self._jwks_refetched_at = 0.0
         self._lock = asyncio.Lock()
 
     def _oauth_client(self) -> AsyncOAuth2Client:
@@ -193,7 +197,7 @@ class OIDCClient:
         try:
             try:
                 token = jwt.decode(id_token, await self._key_set(), algorithms=ID_TOKEN_ALGORITHMS)
-            except ValueError:
+            except (InvalidKeyIdError, ValueError):
                 # An unknown `kid` after a key rotation: refetch the JWKS once.
                 token = jwt.decode(id_token, await self._key_set(refresh=True), algorithms=ID_TOKEN_ALGORITHMS)
             registry = jwt.JWTClaimsRegistry(
@@ -216,6 +220,46 @@ class OIDCClient:
             logger.warning("ID token has several audiences and azp %r", claims.get("azp"))
             raise SignInError("invalid_token", "The sign-in could not be verified. Please try again.")
         return claims
+
+    async def validate_access_token(self, access_token: str, audience: str, now: int | None = None) -> dict[str, Any]:
+        """Validate a JWT access token (RFC 9068; Auth0 issues them for an API) and return its claims.
+
+        Checks the signature against the provider's JWKS (asymmetric algorithms only, so `alg: none`
+        and HMAC tokens are refused), `iss` (exactly the configured issuer), `aud` (equal to
+        `audience`, or a list containing it, as Auth0 sends with the userinfo audience), `exp`
+        (required), `nbf` (when present), with 60 s clock skew, and `sub` (present). A token whose
+        `kid` is unknown refetches the JWKS once (at most every 30 s).
+
+        Args:
+            access_token: the compact JWS from `Authorization: Bearer`.
+            audience: the `API_AUDIENCE` setting.
+            now: the current time in Unix seconds (UTC); defaults to the clock.
+
+        Raises:
+            SignInError: `invalid_token` for any failed check; `provider_unavailable` when the JWKS
+                cannot be fetched.
+        """
+        try:
+            try:
+                token = jwt.decode(access_token, await self._key_set(), algorithms=ID_TOKEN_ALGORITHMS)
+            except (InvalidKeyIdError, ValueError):
+                if time.monotonic() - self._jwks_refetched_at < JWKS_REFETCH_INTERVAL_SECONDS:
+                    raise
+                self._jwks_refetched_at = time.monotonic()
+                token = jwt.decode(access_token, await self._key_set(refresh=True), algorithms=ID_TOKEN_ALGORITHMS)
+            registry = jwt.JWTClaimsRegistry(
+                now=now if now is not None else int(time.time()),
+                leeway=CLOCK_SKEW_SECONDS,
+                iss={"essential": True, "value": self.settings.issuer},
+                aud={"essential": True, "value": audience},
+                sub={"essential": True},
+                exp={"essential": True},
+            )
+            registry.validate(token.claims)
+        except (JoseError, ValueError) as exc:
+            logger.info("Access token rejected: %s", exc)
+            raise SignInError("invalid_token", "The access token is not valid.") from exc
+        return dict(token.claims)
 
     async def logout_url(self, return_to: str, id_token_hint: str | None = None) -> str:
         """Where to send the browser to end the provider's session too.

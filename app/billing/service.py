@@ -100,36 +100,74 @@ async def lifetime_payment(user_id: int) -> PaymentTransaction | None:
     )
 
 
-async def start_checkout(gateway: StripeGateway, user: User, lookup_key: str, base_url: str) -> str:
-    """Create a Checkout Session for the price with `lookup_key`; returns its URL.
-
-    Mode `subscription` for recurring prices, `payment` for one-time (lifetime) ones. `success_url`
-    carries `{CHECKOUT_SESSION_ID}`; `cancel_url` goes back to the plans page; both are built from
-    `APP_BASE_URL` (`base_url`). https://docs.stripe.com/api/checkout/sessions/create
+async def purchasable_price(user: User, lookup_key: str) -> Price:
+    """The active catalogue price with `lookup_key` (its plan loaded), if this person may buy it now.
 
     Raises:
         LookupError: no active price has that lookup key.
-        CheckoutRefused: the person already has a plan of that kind.
-        StripeUnavailable / StripeRequestRejected: from Stripe.
+        CheckoutRefused: the person already has a plan of that kind (a live subscription for a
+            recurring price, lifetime access for a one-time price).
     """
     price = await Price.objects(Price.plan).get((Price.lookup_key == lookup_key) & (Price.active == True))  # noqa: E712
     if price is None or price.plan is None:
         raise LookupError(lookup_key)
-    plan: Plan = price.plan
     if price.type == "recurring" and await active_subscription(user.id) is not None:
         raise CheckoutRefused(
             "You already have a subscription. Change or cancel it from Manage Subscription on your account page."
         )
     if price.type == "one_time" and await lifetime_payment(user.id) is not None:
         raise CheckoutRefused("You already have lifetime access.")
+    return price
+
+
+def _purchase_metadata(user: User, price: Price) -> dict[str, str]:
+    plan: Plan = price.plan
+    return {"user_id": str(user.id), "price_id": price.stripe_price_id, "plan_key": plan.key}
+
+
+async def start_checkout(
+    gateway: StripeGateway,
+    user: User,
+    lookup_key: str,
+    base_url: str,
+    success_url: str | None = None,
+    cancel_url: str | None = None,
+) -> str:
+    """Create a Checkout Session for the price with `lookup_key`; returns its URL (see `create_checkout`)."""
+    session = await create_checkout(gateway, user, lookup_key, base_url, success_url, cancel_url)
+    return str(session["url"])
+
+
+async def create_checkout(
+    gateway: StripeGateway,
+    user: User,
+    lookup_key: str,
+    base_url: str,
+    success_url: str | None = None,
+    cancel_url: str | None = None,
+) -> dict[str, Any]:
+    """Create a Checkout Session for the price with `lookup_key`; returns the session (`id`, `url`, …).
+
+    Mode `subscription` for recurring prices, `payment` for one-time (lifetime) ones. `success_url`
+    defaults to this app's success page (with `{CHECKOUT_SESSION_ID}`), `cancel_url` to the plans
+    page, both under `APP_BASE_URL` (`base_url`); API callers may pass their own (already checked
+    against the allowed origins). https://docs.stripe.com/api/checkout/sessions/create
+
+    Raises:
+        LookupError: no active price has that lookup key.
+        CheckoutRefused: the person already has a plan of that kind.
+        StripeUnavailable / StripeRequestRejected: from Stripe.
+    """
+    price = await purchasable_price(user, lookup_key)
+    plan: Plan = price.plan
     customer = await get_or_create_customer(gateway, user)
-    metadata = {"user_id": str(user.id), "price_id": price.stripe_price_id, "plan_key": plan.key}
+    metadata = _purchase_metadata(user, price)
     params: dict[str, Any] = {
         "customer": customer.stripe_customer_id,
         "client_reference_id": str(user.id),
         "line_items": [{"price": price.stripe_price_id, "quantity": 1}],
-        "success_url": f"{base_url}/billing/checkout/success?session_id={{CHECKOUT_SESSION_ID}}",
-        "cancel_url": f"{base_url}/plans",
+        "success_url": success_url or f"{base_url}/billing/checkout/success?session_id={{CHECKOUT_SESSION_ID}}",
+        "cancel_url": cancel_url or f"{base_url}/plans",
         "metadata": metadata,
     }
     if price.type == "recurring":
@@ -142,8 +180,58 @@ async def start_checkout(gateway: StripeGateway, user: User, lookup_key: str, ba
             "description": f"{plan.name} — lifetime access",
         }
         params["invoice_creation"] = {"enabled": True}
-    session = await gateway.create_checkout_session(params)
-    return str(session["url"])
+    return await gateway.create_checkout_session(params)
+
+
+@dataclass(frozen=True)
+class StartedPayment:
+    """A PaymentIntent for a catalogue price, to be confirmed by the client with `client_secret`."""
+
+    payment_intent_id: str
+    client_secret: str
+    amount_cents: int
+    currency: str
+    price_lookup_key: str
+
+
+async def start_payment_intent(
+    gateway: StripeGateway, user: User, lookup_key: str, idempotency_key: str | None = None
+) -> StartedPayment:
+    """Create a PaymentIntent for the one-time price with `lookup_key` for the person's own customer.
+
+    The amount and currency always come from the local catalogue, never from the client. The
+    intent carries the same metadata and description as a lifetime purchase through Checkout, so
+    when Stripe's `payment_intent.succeeded` webhook is applied it lands in the payment history
+    and grants lifetime access the same way. https://docs.stripe.com/api/payment_intents/create
+
+    Raises:
+        LookupError: no active price has that lookup key.
+        ValueError: the price is recurring (subscriptions go through Checkout).
+        CheckoutRefused: the person already has lifetime access.
+        StripeUnavailable / StripeRequestRejected: from Stripe.
+    """
+    price = await purchasable_price(user, lookup_key)
+    if price.type != "one_time":
+        raise ValueError("Only one-time prices can be paid with a PaymentIntent; subscribe through Checkout.")
+    plan: Plan = price.plan
+    customer = await get_or_create_customer(gateway, user)
+    intent = await gateway.create_payment_intent(
+        {
+            "amount": price.unit_amount_cents,
+            "currency": price.currency,
+            "customer": customer.stripe_customer_id,
+            "description": f"{plan.name} — lifetime access",
+            "metadata": {**_purchase_metadata(user, price), "plan_name": plan.name},
+        },
+        idempotency_key=f"billing-portal:payment-intent:{user.id}:{idempotency_key}" if idempotency_key else None,
+    )
+    return StartedPayment(
+        payment_intent_id=str(intent["id"]),
+        client_secret=str(intent["client_secret"]),
+        amount_cents=int(intent["amount"]),
+        currency=str(intent["currency"]),
+        price_lookup_key=lookup_key,
+    )
 
 
 @dataclass

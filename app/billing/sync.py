@@ -416,12 +416,13 @@ async def upsert_subscription(sub: dict[str, Any], customer: Customer, read_at: 
         "cancel_at": from_unix(sub.get("cancel_at")),
         "canceled_at": from_unix(sub.get("canceled_at")),
         "ended_at": from_unix(sub.get("ended_at")),
+        "cancellation_reason": (sub.get("cancellation_details") or {}).get("reason"),
+        "cancellation_feedback": (sub.get("cancellation_details") or {}).get("feedback"),
         "trial_start": from_unix(sub.get("trial_start")),
         "trial_end": from_unix(sub.get("trial_end")),
         "default_payment_method_id": _id(sub.get("default_payment_method")),
         "latest_invoice_id": _id(sub.get("latest_invoice")),
         "stripe_created": from_unix(sub.get("created")),
-        "cancellation_feedback": (sub.get("cancellation_details") or {}).get("feedback"),
         "stripe_updated_at": read_at,
     }
     existing = await Subscription.objects().get(Subscription.stripe_subscription_id == sub["id"])

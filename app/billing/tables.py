@@ -112,8 +112,14 @@ class Subscription(Table):
     current_period_end = Timestamptz(null=True, default=None)
     cancel_at_period_end = Boolean(default=False)
     cancel_at = Timestamptz(null=True, default=None)
-    canceled_at = Timestamptz(null=True, default=None)
+    canceled_at = Timestamptz(null=True, default=None, index=True)
     ended_at = Timestamptz(null=True, default=None)
+    cancellation_reason = Varchar(
+        length=40,
+        null=True,
+        default=None,
+        help_text="Stripe's cancellation_details.reason, e.g. cancellation_requested",
+    )
     trial_start = Timestamptz(null=True, default=None)
     trial_end = Timestamptz(null=True, default=None)
     default_payment_method_id = Varchar(length=255, null=True, default=None)

@@ -395,6 +395,39 @@ async def fetch_page(
     return HistoryPage(rows=rows, has_newer=cursor is not None, has_older=more, size=size, first_page=cursor is None)
 
 
+MAX_OFFSET = 1000
+"""The deepest `offset` the JSON API serves (`limit`/`offset` paging as the seed had); past it the
+API asks for the keyset `cursor`, which costs the same at any depth."""
+
+
+async def count_payments(user_id: int, filters: HistoryFilters) -> int:
+    """How many of `user_id`'s payments match `filters` (one index-backed `COUNT(*)`)."""
+    where, args = _filter_sql(user_id, filters, "p")
+    rows = await run_query(f"SELECT COUNT(*) AS n FROM payment_transaction p WHERE {where}", args)  # noqa: S608
+    return int(rows[0]["n"])
+
+
+async def fetch_offset_page(user_id: int, filters: HistoryFilters, *, limit: int, offset: int) -> HistoryPage:
+    """`limit` payments of `user_id` newest first, skipping `offset` (0–`MAX_OFFSET`): the seed's paging.
+
+    Raises:
+        ValueError: `limit` outside 1–1000 or `offset` outside 0–`MAX_OFFSET`.
+    """
+    if not 1 <= limit <= 1000 or not 0 <= offset <= MAX_OFFSET:
+        raise ValueError(f"limit {limit} / offset {offset} out of range")
+    where, args = _filter_sql(user_id, filters, "p")
+    columns = ", ".join(f"p.{c}" for c in _COLUMNS)
+    sql = (
+        f"SELECT {columns} FROM payment_transaction p WHERE {where} "  # noqa: S608
+        "ORDER BY p.created_at DESC, p.id DESC LIMIT {} OFFSET {}"
+    )
+    records = await run_query(sql, [*args, limit + 1, offset])
+    rows = [PaymentRow(**record) for record in records[:limit]]
+    return HistoryPage(
+        rows=rows, has_newer=offset > 0, has_older=len(records) > limit, size=limit, first_page=offset == 0
+    )
+
+
 CSV_HEADER = (
     "created_at_utc",
     "description",

@@ -252,12 +252,45 @@ async def create_portal_session(
     price_lookup_key: str | None = None,
     retention_coupon: str | None = None,
 ) -> str:
-    """Create a Billing Portal Session for the signed-in user's own customer; returns its URL.
+    """Create a Billing Portal Session for the signed-in user's own customer; returns its URL
+    (see `open_portal_session`)."""
+    opened = await open_portal_session(gateway, user, workflow, base_url, price_lookup_key, retention_coupon)
+    return opened.url
+
+
+@dataclass(frozen=True)
+class OpenedPortalSession:
+    """A Billing Portal Session just created: Stripe's `bps_…` id, its URL, where it returns, and
+    the local `portal_session` row id (`/portal/return?ps=<row id>`)."""
+
+    id: str
+    url: str
+    return_url: str
+    created: int
+    row_id: int
+
+
+async def open_portal_session(
+    gateway: StripeGateway,
+    user: User,
+    workflow: str,
+    base_url: str,
+    price_lookup_key: str | None = None,
+    retention_coupon: str | None = None,
+    *,
+    return_url: str | None = None,
+    configuration_id: str | None = None,
+    locale: str | None = None,
+) -> OpenedPortalSession:
+    """Create a Billing Portal Session for the signed-in user's own customer.
 
     Records a `portal_session` row with the billing snapshot taken now. Its id is minted from the
     sequence first, then Stripe is called with no database connection held, then the row is inserted:
-    a Stripe failure leaves no row. `return_url` and each flow's
-    `after_completion` point at `/portal/return?ps=<row id>` under `APP_BASE_URL` (`base_url`).
+    a Stripe failure leaves no row. `return_url` and each flow's `after_completion` point at
+    `/portal/return?ps=<row id>` under `APP_BASE_URL` (`base_url`), unless an API caller gives its
+    own `return_url` (already checked against the allowed origins). `configuration_id` (a `bpc_…`
+    this app pushed) replaces the workflow's configuration; `locale` is Stripe's portal locale
+    (`auto`, `en`, `fr-CA`, …).
 
     Raises:
         UnknownWorkflow: `workflow` (or the plan-change price) is not offered.
@@ -275,19 +308,29 @@ async def create_portal_session(
     before = await snapshot(user.id)
     # Mint the row's id first (the return URL carries it), call Stripe with no connection held, then insert.
     minted = await PortalSession.raw("SELECT nextval(pg_get_serial_sequence('portal_session', 'id')) AS id")
-    session_id = int(minted[0]["id"])
-    return_url = f"{base_url}/portal/return?ps={session_id}"
-    flow = await _flow_data(gateway, customer, workflow, return_url, price_lookup_key, retention_coupon)
-    params: dict[str, Any] = {"customer": customer.stripe_customer_id, "return_url": return_url}
-    if configuration is not None:
+    row_id = int(minted[0]["id"])
+    back = return_url or f"{base_url}/portal/return?ps={row_id}"
+    flow = await _flow_data(gateway, customer, workflow, back, price_lookup_key, retention_coupon)
+    params: dict[str, Any] = {"customer": customer.stripe_customer_id, "return_url": back}
+    if configuration_id is not None:
+        params["configuration"] = configuration_id
+    elif configuration is not None:
         params["configuration"] = configuration.stripe_configuration_id
+    if locale:
+        params["locale"] = locale
     if flow is not None:
         params["flow_data"] = flow
     session = await gateway.create_portal_session(params)
     await PortalSession.insert(
-        PortalSession(id=session_id, user=user.id, workflow=workflow, before=before, stripe_session_id=session["id"])
+        PortalSession(id=row_id, user=user.id, workflow=workflow, before=before, stripe_session_id=session["id"])
     )
-    return str(session["url"])
+    return OpenedPortalSession(
+        id=str(session["id"]),
+        url=str(session["url"]),
+        return_url=back,
+        created=int(session.get("created") or 0),
+        row_id=row_id,
+    )
 
 
 @dataclass

@@ -29,7 +29,7 @@ class PortalSession(Table):
     after = JSONB(null=True, default=None, help_text="Billing snapshot at the first return")
     changes = JSONB(null=True, default=None, help_text="The changes shown on return, in words")
     outcome = Varchar(length=24, null=True, default=None, help_text="changed | no_changes")
-    created_at = Timestamptz(default=TimestamptzNow())
+    created_at = Timestamptz(default=TimestamptzNow(), index=True, help_text="Analytics filter on this (UTC)")
     returned_at = Timestamptz(null=True, default=None)
     cancellation_reason = Varchar(
         length=40,

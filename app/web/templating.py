@@ -39,10 +39,29 @@ def entitled(context: Context, user: Any, feature: str) -> bool:
     return feature in features
 
 
+def brand(context: Mapping[str, Any]) -> Any:
+    """The brand of this page (`request.state.branding`, set before each request), else the settings' defaults."""
+    from app.admin.branding_service import defaults
+
+    request = context.get("request")
+    if request is None:
+        return None
+    view = request.scope.get("state", {}).get("branding")
+    return view or defaults(request.app.state.settings.branding)
+
+
+def has_role(context: Mapping[str, Any], *roles: str) -> bool:
+    """True when the person's roles (kept in the session at sign-in, for the nav only) include one of `roles`."""
+    held = session_value(context, "roles") or []
+    return any(role in held for role in roles)
+
+
 def configure_engine(engine: JinjaTemplateEngine) -> None:
     """Register this module's callables on the engine."""
     engine.register_template_callable("session_value", session_value)
     engine.register_template_callable("has_session", has_session)
+    engine.register_template_callable("brand", brand)
+    engine.register_template_callable("has_role", has_role)
     engine.register_template_callable("money", i18n.money)
     engine.register_template_callable("date", i18n.date)
     engine.register_template_callable("datetime", i18n.datetime_)

@@ -79,11 +79,15 @@ class Api:
         idem_key = headers.get("idempotency-key")
         fingerprint = ""
         try:
-            self._authenticate(headers.get("authorization"))
             params = parse_form(query) if query else {}
             if body:
                 params.update(parse_form(body))
             found = self._match(method, path)
+            publishable = self._publishable_key(headers.get("authorization"), params)
+            if publishable:
+                params = self._client_secret_call(found, params)
+            else:
+                self._authenticate(headers.get("authorization"))
             if idem_key and method == "POST":
                 fingerprint = hashlib.sha256(
                     f"{method} {path} {json.dumps(params, sort_keys=True)}".encode()
@@ -128,6 +132,43 @@ class Api:
                     self.idempotency.popitem(last=False)
             base_headers.append((b"idempotency-key", idem_key.encode()))
         return Response(status, payload, base_headers)
+
+    @staticmethod
+    def _publishable_key(authorization: str | None, params: dict[str, Any]) -> str | None:
+        """The `pk_test_…` key of a Stripe.js-style call (form field `key`, or `Authorization: Bearer pk_…`)."""
+        scheme, _, credential = (authorization or "").partition(" ")
+        key = credential.strip() if scheme.lower() == "bearer" else ""
+        if not key.startswith("pk_"):
+            key = str(params.get("key") or "")
+        return key if key.startswith("pk_") else None
+
+    def _client_secret_call(self, found: tuple[Route, dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
+        """Check a publishable-key call the way Stripe does for Stripe.js: only retrieving or confirming
+        a PaymentIntent, with its `client_secret`. Returns the params without Stripe.js's own fields.
+
+        https://docs.stripe.com/api/payment_intents/confirm ("…with a publishable key, using the client_secret")
+        """
+        route, groups = found
+        key = str(params.pop("key", "") or "")
+        if key and not re.fullmatch(r"pk_test_[A-Za-z0-9_]+", key):
+            raise StripeError(f"Invalid API Key provided: {key[:8]}****", status=401)
+        if route.handler not in (_pi_get, _pi_confirm):
+            raise StripeError(
+                "This API call cannot be made with a publishable API key. Please use a secret API key.", status=401
+            )
+        secret = str(params.pop("client_secret", "") or "")
+        pi = self.em.get(groups["pi"], "payment_intent")
+        if secret != pi["client_secret"]:
+            raise StripeError(
+                "The client_secret provided does not match the client_secret associated with the PaymentIntent.",
+                param="client_secret",
+            )
+        for stripe_js_only in ("use_stripe_sdk", "expected_payment_method_type", "_stripe_version"):
+            params.pop(stripe_js_only, None)
+        card = (params.pop("payment_method_data", None) or {}).get("card") or {}
+        if card.get("token") and not params.get("payment_method"):
+            params["payment_method"] = card["token"]
+        return params
 
     def _authenticate(self, value: str | None) -> None:
         if not value:

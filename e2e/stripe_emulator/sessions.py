@@ -674,6 +674,9 @@ class StripeEmulator(Emulator):
                 target["default_allowed_updates"] = list(su["default_allowed_updates"] or [])
             if su.get("proration_behavior"):
                 target["proration_behavior"] = su["proration_behavior"]
+            if isinstance(su.get("schedule_at_period_end"), dict):
+                conditions = su["schedule_at_period_end"].get("conditions") or []
+                target["schedule_at_period_end"] = {"conditions": [{"type": c["type"]} for c in conditions]}
             if "products" in su:
                 products = []
                 for i, item in enumerate(su["products"] or []):

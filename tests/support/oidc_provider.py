@@ -47,6 +47,27 @@ class ScriptedProvider:
     sign_with: RSAKey | None = None
     claims_for: dict[str, dict[str, Any]] = field(default_factory=dict)
     token_requests: list[dict[str, str]] = field(default_factory=list)
+    jwks_requests: int = 0
+
+    def access_token(self, subject: str, audience: str, header: dict[str, Any] | None = None, **claims: Any) -> str:
+        """A JWT access token (RFC 9068, as Auth0 issues for an API) for `subject` and `audience`.
+
+        `claims` override or (with None) remove claims; `header` overrides the JOSE header; the
+        token is signed with `sign_with` when set, else the provider's published key.
+        """
+        now = int(time.time())
+        body: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": audience,
+            "iat": now,
+            "exp": now + 300,
+            "scope": "openid profile email",
+            **claims,
+        }
+        body = {k: v for k, v in body.items() if v is not None}
+        key = self.sign_with or self.key
+        return jwt.encode({"alg": "RS256", "kid": key.kid, "typ": "at+jwt", **(header or {})}, body, key)
 
     def id_token(self, code: IssuedCode) -> str:
         now = int(time.time())
@@ -82,6 +103,7 @@ def build_provider_app(provider: ScriptedProvider) -> Litestar:
 
     @get("/jwks")
     async def jwks() -> dict[str, Any]:
+        provider.jwks_requests += 1
         return {"keys": [provider.key.as_dict(private=False)]}
 
     @get("/authorize")

@@ -1,0 +1,544 @@
+"""`/admin`: the operator console (roles `support`: read; `admin`: everything), and `/brand/logo`.
+
+Handlers parse input, call the services of `app.admin`, and return a page, a partial for HTMX, or a
+303 with a flash message (Post/Redirect/Get). Read-only pages carry `requires_support`; every
+handler that changes something carries `requires_admin` as well.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from datetime import date
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import Body, FromPath, FromQuery
+from litestar.plugins.flash import flash
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_303_SEE_OTHER
+
+from app.admin import analytics_service as analytics
+from app.admin import branding_service as branding
+from app.admin import configurations_service as configurations
+from app.admin import events_service as events
+from app.admin.audit import recent_actions
+from app.admin.charts import bar_chart, column_chart
+from app.admin.customers_service import NothingToResync, customer_detail, resync_customer, search_customers
+from app.auth.tables import User
+from app.portal.service import WORKFLOWS
+from app.stripe_gateway import StripeGateway, StripeGatewayError, StripeNotFound
+from app.web.errors import stripe_failure_response
+from app.web.guards import requires_admin, requires_support
+from app.web.i18n import timezone_named
+from app.web.redirects import safe_next_path
+from app.web.validation import within_int4
+
+logger = logging.getLogger(__name__)
+Req = Request[Any, Any, Any]
+
+
+def _tz(request: Req) -> str:
+    """The operator's IANA time zone (browser cookie, else `DEFAULT_TIMEZONE`)."""
+    return timezone_named(request.cookies.get("tz"), request.app.state.settings.app.default_timezone).key
+
+
+def _back(path: str, message: str, category: str = "success", request: Req | None = None) -> Redirect:
+    if request is not None:
+        flash(request, message, category=category)
+    return Redirect(path, status_code=HTTP_303_SEE_OTHER)
+
+
+def _date(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+async def _form_lists(request: Req) -> dict[str, list[str]]:
+    form = await request.form()
+    return {key: [str(v) for v in form.getall(key)] for key in form}
+
+
+class AdminController(Controller):
+    """The console's home and audit trail."""
+
+    path = "/admin"
+    guards = [requires_support]  # noqa: RUF012
+
+    @get("/", name="admin:index", cache=False)
+    async def index(self) -> Template:
+        """Counts of events and the latest operator actions."""
+        return Template(
+            "admin/index.html", context={"overview": await events.overview(), "actions": await recent_actions(10)}
+        )
+
+    @get("/audit", name="admin:audit", cache=False)
+    async def audit(self, action: FromQuery[str | None] = None) -> Template:
+        """The newest 200 operator actions (who, what, before, after, when)."""
+        return Template(
+            "admin/audit.html", context={"actions": await recent_actions(200, action=action or None), "action": action}
+        )
+
+
+class EventsController(Controller):
+    """Stored Stripe events: filter, inspect, replay, ignore, reconcile."""
+
+    path = "/admin/events"
+    guards = [requires_support]  # noqa: RUF012
+
+    @get("/", name="admin:events", cache=False)
+    async def list(
+        self,
+        request: Req,
+        status: FromQuery[str | None] = None,
+        type: FromQuery[str | None] = None,
+        customer: FromQuery[str | None] = None,
+        date_from: Annotated[str | None, FromQuery] = None,
+        date_to: Annotated[str | None, FromQuery] = None,
+        before: FromQuery[int | None] = None,
+    ) -> Template:
+        """The filtered list (50 per page, newest first); HTMX filter requests get only the rows."""
+        flt = events.EventFilter(
+            status=status or None,
+            type=(type or "").strip() or None,
+            customer=(customer or "").strip() or None,
+            date_from=_date(date_from),
+            date_to=_date(date_to),
+            timezone=_tz(request),
+        )
+        if not within_int4(before):
+            raise ValidationException("before must be an event row id")
+        rows = await events.list_events(flt, before_id=before)
+        context = {
+            "rows": rows,
+            "flt": flt,
+            "statuses": events.STATUSES,
+            "overview": await events.overview(),
+            "next_before": rows[-1]["id"] if len(rows) == events.PAGE_SIZE else None,
+            "raw": {"date_from": date_from or "", "date_to": date_to or ""},
+        }
+        template = "admin/_events_rows.html" if request.headers.get("hx-request") == "true" else "admin/events.html"
+        return Template(template, context=context)
+
+    @get("/{event_id:str}", name="admin:event", cache=False)
+    async def show(self, event_id: FromPath[str]) -> Template:
+        """One event: payload, attempts, last error."""
+        event = await events.get_event(event_id)
+        if event is None:
+            raise NotFoundException
+        return Template("admin/event.html", context={"event": event})
+
+    @post("/replay", name="admin:events:replay", guards=[requires_admin], status_code=HTTP_303_SEE_OTHER)
+    async def replay(
+        self, request: Req, current_user: NamedDependency[User], stripe_gateway: NamedDependency[StripeGateway]
+    ) -> Response[Any]:
+        """Replay the selected events (`event` repeated), or every failed one (`all_failed`)."""
+        form = await _form_lists(request)
+        ids = form.get("event", [])
+        if not ids and not form.get("all_failed"):
+            return _back("/admin/events", "Select at least one event to replay.", "warning", request)
+        applied = await events.replay(stripe_gateway, ids or None, failed=not ids, actor=current_user)
+        # `back` comes from the form: only a path on this site is followed.
+        back = safe_next_path((form.get("back") or [""])[0], default="/admin/events")
+        return _back(back, f"Replayed: {applied} event(s) applied.", request=request)
+
+    @post("/ignore", name="admin:events:ignore", guards=[requires_admin], status_code=HTTP_303_SEE_OTHER)
+    async def ignore(self, request: Req, current_user: NamedDependency[User]) -> Redirect:
+        """Mark the selected events ignored."""
+        ids = (await _form_lists(request)).get("event", [])
+        if not ids:
+            return _back("/admin/events", "Select at least one event to ignore.", "warning", request)
+        changed = await events.mark_ignored(ids, actor=current_user)
+        return _back("/admin/events", f"Marked {changed} event(s) as ignored.", request=request)
+
+    @post("/reconcile", name="admin:events:reconcile", guards=[requires_admin], status_code=HTTP_303_SEE_OTHER)
+    async def reconcile(
+        self, request: Req, current_user: NamedDependency[User], stripe_gateway: NamedDependency[StripeGateway]
+    ) -> Response[Any]:
+        """Run the `delivery_success=false` reconciliation now (last 72 hours)."""
+        try:
+            result = await events.reconcile(stripe_gateway, 72, actor=current_user)
+        except StripeGatewayError as exc:
+            return stripe_failure_response(request, "Stripe could not list undelivered events. Try again.", exc)
+        return _back(
+            "/admin/events",
+            f"{result.found} undelivered event(s) at Stripe, {result.stored} stored, {result.applied} applied.",
+            request=request,
+        )
+
+
+class CustomersController(Controller):
+    """Customer lookup and resync."""
+
+    path = "/admin/customers"
+    guards = [requires_support]  # noqa: RUF012
+
+    @get("/", name="admin:customers", cache=False)
+    async def search(self, request: Req, q: FromQuery[str] = "") -> Template:
+        """Search by email, Stripe customer id or OIDC subject; HTMX gets only the results."""
+        context = {"rows": await search_customers(q), "q": q}
+        template = (
+            "admin/_customer_rows.html" if request.headers.get("hx-request") == "true" else "admin/customers.html"
+        )
+        return Template(template, context=context)
+
+    @get("/{user_id:int}", name="admin:customer", cache=False)
+    async def show(self, user_id: FromPath[int]) -> Template:
+        """Local state, subscriptions, payments, portal sessions and billing changes of one person."""
+        detail = await customer_detail(user_id)
+        if detail is None:
+            raise NotFoundException
+        return Template("admin/customer.html", context={"d": detail})
+
+    @post(
+        "/{user_id:int}/resync", name="admin:customer:resync", guards=[requires_admin], status_code=HTTP_303_SEE_OTHER
+    )
+    async def resync(
+        self,
+        request: Req,
+        user_id: FromPath[int],
+        current_user: NamedDependency[User],
+        stripe_gateway: NamedDependency[StripeGateway],
+    ) -> Response[Any]:
+        """Re-read this person's Stripe customer now."""
+        back = f"/admin/customers/{user_id}"
+        try:
+            added = await resync_customer(stripe_gateway, user_id, current_user)
+        except NothingToResync:
+            return _back(back, "This person has no Stripe customer yet.", "warning", request)
+        except StripeGatewayError as exc:
+            return stripe_failure_response(request, "Stripe did not answer; nothing was changed.", exc)
+        return _back(back, f"Resynced from Stripe: {added} change(s) recorded.", request=request)
+
+
+class AnalyticsController(Controller):
+    """Portal analytics for a period, with charts and CSV."""
+
+    path = "/admin/analytics"
+    guards = [requires_support]  # noqa: RUF012
+
+    @get("/", name="admin:analytics", cache=False)
+    async def show(
+        self,
+        request: Req,
+        days: FromQuery[int | None] = None,
+        date_from: Annotated[str | None, FromQuery] = None,
+        date_to: Annotated[str | None, FromQuery] = None,
+    ) -> Template:
+        """Figures for the chosen preset or dates (default: the last 30 days), in the operator's zone."""
+        error = None
+        try:
+            period = analytics.period_for(days, _date(date_from), _date(date_to), _tz(request))
+        except analytics.BadPeriod as exc:
+            error = str(exc)
+            period = analytics.period_for(30, None, None, _tz(request))
+        figures = await analytics.period_figures(period)
+        charts = {
+            "workflows": bar_chart("Sessions per workflow", figures.by_workflow, "workflow", "sessions"),
+            "days": column_chart("Sessions per day", figures.by_day, "day", "sessions"),
+            "cancellation-reasons": bar_chart(
+                "Cancellations by reason", figures.cancellations_by_reason, "reason", "cancellations"
+            ),
+            "cancellation-plans": bar_chart(
+                "Cancellations by plan", figures.cancellations_by_plan, "plan", "cancellations"
+            ),
+        }
+        query = f"date_from={period.first.isoformat()}&date_to={period.last.isoformat()}"
+        return Template(
+            "admin/analytics.html",
+            context={
+                "f": figures,
+                "charts": charts,
+                "days": days,
+                "error": error,
+                "query": query,
+                "presets": analytics.PRESETS,
+            },
+            status_code=422 if error else 200,
+        )
+
+    @get("/{table_file:str}", name="admin:analytics:csv", cache=False)
+    async def csv(
+        self,
+        request: Req,
+        table_file: FromPath[str],
+        date_from: Annotated[str | None, FromQuery] = None,
+        date_to: Annotated[str | None, FromQuery] = None,
+    ) -> Response[str]:
+        """One table behind a chart as CSV (`/admin/analytics/<table>.csv`), for the same period."""
+        table = table_file.removesuffix(".csv")
+        if not table_file.endswith(".csv") or table not in analytics.TABLES:
+            raise NotFoundException
+        try:
+            period = analytics.period_for(None, _date(date_from), _date(date_to), _tz(request))
+        except analytics.BadPeriod as exc:
+            return Response(str(exc), status_code=400, media_type="text/plain")
+        figures = await analytics.period_figures(period)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=analytics.TABLES[table], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(analytics.table_rows(figures, table))
+        name = f"portal-{table}-{period.first}-{period.last}.csv"
+        return Response(
+            out.getvalue(), media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+        )
+
+
+class ConfigurationsController(Controller):
+    """Customer Portal configurations in Stripe."""
+
+    path = "/admin/configurations"
+    guards = [requires_support]  # noqa: RUF012
+
+    @get("/", name="admin:configurations", cache=False)
+    async def list(self, request: Req, stripe_gateway: NamedDependency[StripeGateway]) -> Response[Any]:
+        """Every configuration, and the drift between `portal.toml` and Stripe."""
+        try:
+            items = await configurations.list_configurations(stripe_gateway)
+            drift = await configurations.drift(stripe_gateway)
+        except StripeGatewayError as exc:
+            return stripe_failure_response(request, "Stripe did not answer; the configurations cannot be shown.", exc)
+        return Template("admin/configurations.html", context={"items": items, "drift": drift, "workflows": WORKFLOWS})
+
+    @get("/export.toml", name="admin:configurations:export", cache=False)
+    async def export(self, request: Req, stripe_gateway: NamedDependency[StripeGateway]) -> Response[Any]:
+        """Stripe's current configurations as a TOML download."""
+        try:
+            text = await configurations.export_toml(stripe_gateway)
+        except StripeGatewayError as exc:
+            return stripe_failure_response(request, "Stripe did not answer; nothing was exported.", exc)
+        return Response(
+            text,
+            media_type="application/toml",
+            headers={"Content-Disposition": 'attachment; filename="portal-configurations.toml"'},
+        )
+
+    async def _form_page(
+        self,
+        configuration_id: FromPath[str] | None,
+        form: configurations.ConfigurationForm,
+        errors: dict[str, str],
+        status: int = 200,
+    ) -> Template:
+        return Template(
+            "admin/configuration_form.html",
+            context={
+                "configuration_id": configuration_id,
+                "form": form,
+                "errors": errors,
+                "prices": await configurations.catalogue_prices(),
+                "fields": configurations.CUSTOMER_UPDATE_FIELDS,
+                "reasons": configurations.CANCELLATION_REASONS,
+                "headline_max": configurations.HEADLINE_MAX,
+            },
+            status_code=status,
+        )
+
+    @get("/new", name="admin:configurations:new", guards=[requires_admin], cache=False)
+    async def new(self) -> Template:
+        """An empty form."""
+        return await self._form_page(None, configurations.ConfigurationForm(invoice_history=True), {})
+
+    @post("/new", name="admin:configurations:create", guards=[requires_admin], status_code=HTTP_303_SEE_OTHER)
+    async def create(
+        self, request: Req, current_user: NamedDependency[User], stripe_gateway: NamedDependency[StripeGateway]
+    ) -> Response[Any]:
+        """Validate, create in Stripe, and show it."""
+        form = configurations.ConfigurationForm.from_post(await _form_lists(request))
+        try:
+            cfg = await configurations.save_configuration(stripe_gateway, None, form, current_user)
+        except configurations.ConfigurationInvalid as exc:
+            return await self._form_page(None, form, exc.errors, 422)
+        except StripeGatewayError as exc:
+            return stripe_failure_response(request, f"Stripe refused the configuration: {exc}", exc)
+        return _back(f"/admin/configurations/{cfg['id']}", "Configuration created.", request=request)
+
+    @get("/{configuration_id:str}", name="admin:configuration", cache=False)
+    async def show(
+        self, request: Req, configuration_id: FromPath[str], stripe_gateway: NamedDependency[StripeGateway]
+    ) -> Response[Any]:
+        """One configuration in words."""
+        try:
+            cfg = await configurations.get_configuration(stripe_gateway, configuration_id)
+        except StripeNotFound as exc:
+            raise NotFoundException from exc
+        except StripeGatewayError as exc:
+            return stripe_failure_response(request, "Stripe did not answer.", exc)
+        return Template(
+            "admin/configuration.html",
+            context={"cfg": cfg, "plans": await configurations.plan_names(), "workflows": WORKFLOWS},
+        )
+
+    @get("/{configuration_id:str}/edit", name="admin:configuration:edit", guards=[requires_admin], cache=False)
+    async def edit(
+        self, request: Req, configuration_id: FromPath[str], stripe_gateway: NamedDependency[StripeGateway]
+    ) -> Response[Any]:
+        """The form, filled from Stripe."""
+        try:
+            cfg = await stripe_gateway.retrieve_portal_configuration(configuration_id)
+        except StripeNotFound as exc:
+            raise NotFoundException from exc
+        except StripeGatewayError as exc:
+            return stripe_failure_response(request, "Stripe did not answer.", exc)
+        return await self._form_page(configuration_id, configurations.ConfigurationForm.from_configuration(cfg), {})
+
+    @post(
+        "/{configuration_id:str}/edit",
+        name="admin:configuration:update",
+        guards=[requires_admin],
+        status_code=HTTP_303_SEE_OTHER,
+    )
+    async def update(
+        self,
+        request: Req,
+        configuration_id: FromPath[str],
+        current_user: NamedDependency[User],
+        stripe_gateway: NamedDependency[StripeGateway],
+    ) -> Response[Any]:
+        """Validate, update in Stripe (422 with errors next to the fields when invalid)."""
+        form = configurations.ConfigurationForm.from_post(await _form_lists(request))
+        try:
+            await configurations.save_configuration(stripe_gateway, configuration_id, form, current_user)
+        except configurations.ConfigurationInvalid as exc:
+            return await self._form_page(configuration_id, form, exc.errors, 422)
+        except StripeNotFound as exc:
+            raise NotFoundException from exc
+        except StripeGatewayError as exc:
+            return stripe_failure_response(request, f"Stripe refused the configuration: {exc}", exc)
+        return _back(f"/admin/configurations/{configuration_id}", "Configuration saved.", request=request)
+
+    @post(
+        "/{configuration_id:str}/active",
+        name="admin:configuration:active",
+        guards=[requires_admin],
+        status_code=HTTP_303_SEE_OTHER,
+    )
+    async def active(
+        self,
+        request: Req,
+        configuration_id: FromPath[str],
+        current_user: NamedDependency[User],
+        stripe_gateway: NamedDependency[StripeGateway],
+    ) -> Response[Any]:
+        """Activate (`active=true`) or deactivate it."""
+        form = await _form_lists(request)
+        active = (form.get("active") or [""])[0] == "true"
+        try:
+            await configurations.set_active(stripe_gateway, configuration_id, active, current_user)
+        except StripeNotFound as exc:
+            raise NotFoundException from exc
+        except StripeGatewayError as exc:
+            return stripe_failure_response(request, f"Stripe refused: {exc}", exc)
+        return _back(
+            f"/admin/configurations/{configuration_id}", "Activated." if active else "Deactivated.", request=request
+        )
+
+    @post(
+        "/{configuration_id:str}/use",
+        name="admin:configuration:use",
+        guards=[requires_admin],
+        status_code=HTTP_303_SEE_OTHER,
+    )
+    async def use(
+        self,
+        request: Req,
+        configuration_id: FromPath[str],
+        current_user: NamedDependency[User],
+        stripe_gateway: NamedDependency[StripeGateway],
+    ) -> Response[Any]:
+        """Make one of this app's workflows use this configuration."""
+        workflow = ((await _form_lists(request)).get("workflow") or [""])[0]
+        back = f"/admin/configurations/{configuration_id}"
+        try:
+            await configurations.use_for_workflow(stripe_gateway, configuration_id, workflow, current_user)
+        except configurations.ConfigurationInvalid as exc:
+            return _back(back, next(iter(exc.errors.values())), "error", request)
+        except StripeNotFound as exc:
+            raise NotFoundException from exc
+        except StripeGatewayError as exc:
+            return stripe_failure_response(request, "Stripe did not answer.", exc)
+        return _back(back, f"The {workflow} workflow now uses this configuration.", request=request)
+
+
+class BrandingController(Controller):
+    """The look of the app's own pages."""
+
+    path = "/admin/branding"
+    guards = [requires_admin]  # noqa: RUF012
+
+    def _page(
+        self, request: Req, view: branding.BrandingView, errors: dict[str, str], preview: bool, status: int = 200
+    ) -> Template:
+        return Template(
+            "admin/branding.html",
+            context={
+                "b": view,
+                "errors": errors,
+                "preview": preview,
+                "settings_defaults": branding.defaults(request.app.state.settings.branding),
+            },
+            status_code=status,
+        )
+
+    @get("/", name="admin:branding", cache=False)
+    async def show(self, request: Req) -> Template:
+        """The form with the current brand and its preview."""
+        return self._page(request, await branding.current_branding(request.app.state.settings.branding), {}, False)
+
+    @post("/", name="admin:branding:save", status_code=HTTP_303_SEE_OTHER)
+    async def save(
+        self,
+        request: Req,
+        current_user: NamedDependency[User],
+        data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
+    ) -> Response[Any]:
+        """Preview (`action=preview`: re-render with the proposed brand) or save it."""
+        upload = data.get("logo")
+        logo = None
+        if isinstance(upload, UploadFile) and upload.filename:
+            content = await upload.read()
+            logo = branding.Logo(content=content, content_type=upload.content_type) if content else None
+        view, errors = branding.validate_branding(data, logo)
+        if errors or data.get("action") == "preview":
+            return self._page(request, view, errors, preview=not errors, status=422 if errors else 200)
+        await branding.save_branding(
+            view, logo, bool(data.get("remove_logo")), current_user, request.app.state.settings.branding
+        )
+        request.app.state.branding.clear()
+        return _back("/admin/branding", "Branding saved.", request=request)
+
+
+@get("/brand/logo", name="brand:logo", cache=300)
+async def brand_logo() -> Response[bytes]:
+    """The uploaded logo image (404 when none is stored)."""
+    logo = await branding.logo_image()
+    if logo is None:
+        raise NotFoundException
+    return Response(logo.content, media_type=logo.content_type, headers={"X-Content-Type-Options": "nosniff"})
+
+
+@get("/brand.css", name="brand:stylesheet", cache=86400, opt={"skip_session": True})
+async def brand_stylesheet(primary: str = "", accent: str = "", part: str = "site") -> Response[str]:
+    """The brand's colours as a stylesheet (`BrandingView.stylesheet_url` builds the link); `part` is
+    `site` or `preview` (the branding form's preview box)."""
+    css = branding.brand_stylesheet(primary[:16], accent[:16], "preview" if part == "preview" else "site")
+    return Response(css, media_type="text/css; charset=utf-8")
+
+
+ADMIN_CONTROLLERS: list[Any] = [
+    AdminController,
+    EventsController,
+    CustomersController,
+    AnalyticsController,
+    ConfigurationsController,
+    BrandingController,
+    brand_logo,
+    brand_stylesheet,
+]
