@@ -18,6 +18,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import FromPath
 
+from app.api.common import error_responses
 from app.entitlements.api_keys import find_key
 from app.entitlements.queries import customer_state, feature_exists
 
@@ -68,7 +69,12 @@ class HostApiController(Controller):
     # Machine-to-machine and read-only: no session (its file/Redis round trips) and no CSRF cookie.
     opt = {"skip_session": True, "exclude_from_csrf": True}  # noqa: RUF012
 
-    @get("/{external_id:str}/state", name="host:state", cache=False)
+    @get(
+        "/{external_id:str}/state",
+        name="host:state",
+        cache=False,
+        responses=error_responses("invalid_api_key", "customer_not_found", "rate_limited"),
+    )
     async def state(self, external_id: FromPath[str]) -> dict[str, Any]:
         """Plan, status, premium, renews/cancels at, and entitlements with their sources (see README)."""
         found = await customer_state(external_id)
@@ -76,7 +82,12 @@ class HostApiController(Controller):
             raise NotFoundException(detail="No such customer.", extra={"error_code": "customer_not_found"})
         return found
 
-    @get("/{external_id:str}/entitlements/{feature:str}", name="host:entitlement", cache=False)
+    @get(
+        "/{external_id:str}/entitlements/{feature:str}",
+        name="host:entitlement",
+        cache=False,
+        responses=error_responses("invalid_api_key", "customer_not_found", "feature_not_found", "rate_limited"),
+    )
     async def entitlement(self, external_id: FromPath[str], feature: FromPath[str]) -> dict[str, Any]:
         """`{feature, entitled, source, source_id, description, until}` for one feature lookup key."""
         found = await customer_state(external_id)
