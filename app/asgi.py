@@ -38,6 +38,7 @@ from app.auth.controller import AuthController
 from app.auth.oidc import OIDCClient
 from app.billing.controller import CheckoutController
 from app.cli import BillingCLIPlugin
+from app.db import start_pool
 from app.entitlements import service as entitlements
 from app.entitlements.controller import HostApiController, host_rate_limit
 from app.entitlements.delivery import HostWebhookDelivery
@@ -89,7 +90,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await DB.start_connection_pool(min_size=1, max_size=settings.database.pool_size)
+        await start_pool(settings.database.pool_size)
         if settings.app.event_worker:
             worker.start()
             delivery.start()

@@ -351,12 +351,13 @@ def worker(check: bool) -> None:
         return 1 if problems else 0
 
     async def run() -> None:
+        from app.db import start_pool
         from app.entitlements.delivery import HostWebhookDelivery
         from app.entitlements.service import configure
         from piccolo_conf import DB
 
         configure(settings.entitlements)
-        await DB.start_connection_pool(min_size=1, max_size=max(settings.worker.concurrency + 2, 4))
+        await start_pool(max(settings.worker.concurrency + 2, 4))
         loop = asyncio.get_running_loop()
         events_worker = EventWorker(
             StripeGateway(settings.stripe, rate_limit=settings.stripe.rate_limit), settings.worker, mode="standalone"

@@ -96,3 +96,18 @@ async def retry_if_connection_lost(operation: Callable[[], Awaitable[T]], attemp
                 raise
             await asyncio.sleep(0.2 * attempt)
     raise AssertionError("unreachable")
+
+
+async def reset_connection(connection: asyncpg.Connection) -> None:
+    """What the pool does to a connection handed back (asyncpg's `reset` hook): roll back a transaction
+    left open, nothing else. asyncpg's default runs `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL` on every release, one more round trip per query; this app takes only transaction-scoped
+    advisory locks and never LISTENs, declares cursors outside transactions or changes session settings.
+    """
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
+
+
+async def start_pool(max_size: int, min_size: int = 1) -> None:
+    """Open Piccolo's connection pool (`max_size` connections at most) with the cheap `reset_connection`."""
+    await DB.start_connection_pool(min_size=min_size, max_size=max_size, reset=reset_connection)

@@ -57,7 +57,7 @@ async def no_serious_axe_violations(page: Page) -> None:
 
 @pytest.fixture(scope="module")
 async def customer_with_history(browser: Browser, live_stack: LiveStack) -> AsyncIterator[int]:
-    """A subscribed customer, with seeded portal sessions and one of their events turned failed."""
+    """A subscribed customer, with seeded portal sessions and one of their events given up (dead)."""
     context = await browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
     page = await context.new_page()
     await subscribe(page, live_stack, CUSTOMER)
@@ -85,7 +85,8 @@ async def customer_with_history(browser: Browser, live_stack: LiveStack) -> Asyn
                 outcome,
             )
         await db.execute(
-            "UPDATE stripe_event SET status = 'failed', attempts = 8, last_error = 'StripeUnavailable: seeded failure' "
+            # `dead`: retried past EVENT_RETRY_HOURS and given up (a `failed` one the worker would retry by itself).
+            "UPDATE stripe_event SET status = 'dead', attempts = 80, last_error = 'StripeUnavailable: seeded failure' "
             "WHERE id = (SELECT max(id) FROM stripe_event WHERE type = 'customer.subscription.created')"
         )
     finally:
@@ -133,9 +134,9 @@ async def test_operator_manages_the_portal_from_the_console(
     await no_serious_axe_violations(page)
     await page.screenshot(path=shot("analytics"), full_page=True)
 
-    # Stripe events: the failed one is replayed.
+    # Stripe events: the dead one is replayed.
     await page.get_by_role("link", name="Stripe events").click()
-    await page.get_by_label("Status", exact=True).select_option("failed")
+    await page.get_by_label("Status", exact=True).select_option("dead")
     await page.get_by_role("button", name="Filter").click()
     failed = page.get_by_role("row").filter(has_text="customer.subscription.created")
     await expect(failed).to_have_count(1)

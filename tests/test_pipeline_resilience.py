@@ -546,3 +546,31 @@ async def test_a_claim_that_never_reached_its_worker_is_put_back_at_the_next_hea
     rows = {r.stripe_event_id: r for r in await StripeEvent.objects()}
     assert rows["evt_lost_claim"].status == "pending" and rows["evt_lost_claim"].attempts == 0
     assert rows["evt_kept_claim"].status == "processing" and rows["evt_kept_claim"].leased_by == "worker-a"
+
+
+async def test_the_pool_resets_a_released_connection_only_by_rolling_back_an_open_transaction(db: None) -> None:
+    """No reset round trip after an ordinary query; an abandoned transaction is rolled back."""
+    from app.db import start_pool
+    from piccolo_conf import DB
+
+    await start_pool(1)
+    admin = await raw_connection()
+    try:
+        assert DB.pool is not None
+        async with DB.pool.acquire() as connection:
+            pid = await connection.fetchval("SELECT pg_backend_pid()")
+            await connection.fetchval("SELECT 42")
+
+        async def last_statement() -> tuple[str, str]:
+            row = await admin.fetchrow("SELECT query, state FROM pg_stat_activity WHERE pid = $1", pid)
+            assert row is not None
+            return str(row["query"]), str(row["state"])
+
+        assert await last_statement() == ("SELECT 42", "idle"), "nothing ran after the query"
+        async with DB.pool.acquire() as connection:
+            await connection.execute("BEGIN")
+            await connection.fetchval("SELECT 43")
+        assert await last_statement() == ("ROLLBACK", "idle"), "the open transaction was rolled back"
+    finally:
+        await admin.close()
+        await DB.close_connection_pool()
