@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from litestar import Litestar, Request
+from litestar import Litestar, Request, Router
 from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
@@ -39,6 +39,9 @@ from app.auth.oidc import OIDCClient
 from app.billing.controller import CheckoutController
 from app.cli import BillingCLIPlugin
 from app.db import start_pool
+from app.entitlements import service as entitlements
+from app.entitlements.controller import HostApiController, host_rate_limit
+from app.entitlements.delivery import HostWebhookDelivery
 from app.history.controller import HistoryController
 from app.metrics import MetricsController
 from app.plans.controller import PlansController
@@ -81,6 +84,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     worker = EventWorker(
         StripeGateway(settings.stripe, rate_limit=settings.stripe.rate_limit), settings.worker, mode="in-process"
     )
+    entitlements.configure(settings.entitlements)
+    delivery = HostWebhookDelivery()
     sessions = session_store(settings.app)
 
     @asynccontextmanager
@@ -88,12 +93,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await start_pool(settings.database.pool_size)
         if settings.app.event_worker:
             worker.start()
+            delivery.start()
         sweeper = asyncio.create_task(purge_expired_sessions(sessions), name="session-sweeper")
         try:
             yield
         finally:
             sweeper.cancel()
             await worker.stop()
+            await delivery.stop()
             await DB.close_connection_pool()
 
     template_config = TemplateConfig(
@@ -133,6 +140,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PortalApiController,
             CompatibilityController,
             *ADMIN_CONTROLLERS,
+            Router(
+                path="/",
+                route_handlers=[HostApiController],
+                middleware=[host_rate_limit(settings.entitlements.api_rate_limit).middleware],
+            ),
             create_static_files_router(path="/static", directories=[PROJECT_ROOT / "static"], name="static"),
         ],
         dependencies={

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,10 +45,12 @@ def _run(
     `service_logs`: log like the web processes (structlog, `LOG_LEVEL`, JSON in production) for
     long-running commands; one-shot commands only show warnings.
     """
+    from app.entitlements.service import configure
     from app.stripe_gateway import StripeGateway, StripeGatewayError
 
     logging.basicConfig(level=logging.WARNING)
     settings = _settings()
+    configure(settings.entitlements)
     if service_logs:
         from app.web.logs import configure_logging
 
@@ -349,18 +352,28 @@ def worker(check: bool) -> None:
 
     async def run() -> None:
         from app.db import start_pool
+        from app.entitlements.delivery import HostWebhookDelivery
+        from app.entitlements.service import configure
         from piccolo_conf import DB
 
+        configure(settings.entitlements)
         await start_pool(max(settings.worker.concurrency + 2, 4))
         loop = asyncio.get_running_loop()
         events_worker = EventWorker(
             StripeGateway(settings.stripe, rate_limit=settings.stripe.rate_limit), settings.worker, mode="standalone"
         )
+        # The host webhooks (customer.state_changed) are delivered next to the Stripe events.
+        delivery = HostWebhookDelivery(poll_seconds=settings.worker.poll_seconds)
+
+        def stop() -> None:
+            events_worker.request_stop()
+            delivery.request_stop()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, events_worker.request_stop)
-        console.print(f"Event worker {events_worker.worker_id} running; Ctrl+C to stop.")
+            loop.add_signal_handler(sig, stop)
+        console.print(f"Event worker {events_worker.worker_id} running (with host webhook delivery); Ctrl+C to stop.")
         try:
-            await events_worker.run()
+            await asyncio.gather(events_worker.run(), delivery.run())
         finally:
             await DB.close_connection_pool()
 
@@ -372,6 +385,173 @@ def worker(check: bool) -> None:
     configure_logging(settings.app)  # log like the web processes
     asyncio.run(run())
     console.print("Stopped.")
+
+
+@billing.group(name="api-keys", help="Host API keys (read-only, stored hashed).")
+def api_keys() -> None:
+    """API key commands."""
+
+
+@api_keys.command(name="create", help="Create a key; it is printed once and never shown again.")
+@click.argument("name")
+def api_keys_create(name: str) -> None:
+    from app.entitlements.api_keys import create_key
+
+    async def main(_: Any) -> None:
+        row, key = await create_key(name)
+        console.print(f"Created key {row.prefix} ({name}), read-only. Store it now; it is not kept:")
+        console.print(key, soft_wrap=True, highlight=False)
+
+    _run(main)
+
+
+@api_keys.command(name="revoke", help="Revoke the key with this prefix (the part after bpk_).")
+@click.argument("prefix")
+def api_keys_revoke(prefix: str) -> None:
+    from app.entitlements.api_keys import revoke_key
+
+    async def main(_: Any) -> None:
+        if not await revoke_key(prefix.removeprefix("bpk_").split("_")[0]):
+            raise click.ClickException(f"No active key with prefix {prefix}.")
+        console.print(f"Revoked {prefix}.")
+
+    _run(main)
+
+
+@api_keys.command(name="list", help="Keys with their prefix, name, creation and revocation dates.")
+def api_keys_list() -> None:
+    from app.entitlements.tables import HostApiKey
+
+    async def main(_: Any) -> None:
+        for key in await HostApiKey.objects().order_by(HostApiKey.id):
+            revoked = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+            console.print(f"{key.prefix}  {key.name}  created {key.created_at:%Y-%m-%d}  {revoked}")
+
+    _run(main)
+
+
+@billing.group(name="host-webhooks", help="Webhooks to the host product (customer.state_changed).")
+def host_webhooks() -> None:
+    """Host webhook commands."""
+
+
+@host_webhooks.command(name="add", help="Add an endpoint; prints its signing secret (whsec_…).")
+@click.argument("url")
+def host_webhooks_add(url: str) -> None:
+    import base64
+    import secrets
+
+    from app.entitlements.tables import HostWebhookEndpoint
+
+    if not url.startswith(("http://", "https://")):
+        raise click.BadParameter("the URL must start with http:// or https://")
+
+    async def main(_: Any) -> None:
+        secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        await HostWebhookEndpoint.insert(HostWebhookEndpoint(url=url, secret=secret)).on_conflict(
+            target=HostWebhookEndpoint.url,
+            action="DO UPDATE",
+            values=[HostWebhookEndpoint.secret, HostWebhookEndpoint.disabled_at],
+        )
+        console.print(f"Endpoint {url} added. Its signing secret (verify with a Standard Webhooks library):")
+        console.print(secret, soft_wrap=True, highlight=False)
+
+    _run(main)
+
+
+@host_webhooks.command(name="remove", help="Stop sending to an endpoint added with `add`.")
+@click.argument("url")
+def host_webhooks_remove(url: str) -> None:
+    from app.entitlements.tables import HostWebhookEndpoint
+
+    async def main(_: Any) -> None:
+        await HostWebhookEndpoint.update({HostWebhookEndpoint.disabled_at: datetime.now(UTC)}).where(
+            HostWebhookEndpoint.url == url
+        )
+        console.print(f"Endpoint {url} removed.")
+
+    _run(main)
+
+
+@host_webhooks.command(name="redeliver", help="Queue failed webhooks again (or the messages named with --id).")
+@click.option("--id", "message_ids", multiple=True, help="A message id (msg_…); repeatable.")
+def host_webhooks_redeliver(message_ids: tuple[str, ...]) -> None:
+    from app.entitlements.delivery import redeliver
+
+    async def main(_: Any) -> None:
+        console.print(f"Queued {await redeliver(list(message_ids) or None)} webhook(s) for delivery.")
+
+    _run(main)
+
+
+@billing.group(name="entitlements", help="Operator grants and revocations of features.")
+def entitlements_group() -> None:
+    """Entitlement commands."""
+
+
+def _person_and_date(external_id: str, until: str | None) -> tuple[Any, datetime | None]:
+    ends_at = None
+    if until:
+        try:
+            ends_at = datetime.fromisoformat(until)
+        except ValueError as exc:
+            raise click.BadParameter(
+                "use a date such as 2027-01-31 or 2027-01-31T12:00:00Z", param_hint="--until"
+            ) from exc
+        ends_at = ends_at if ends_at.tzinfo else ends_at.replace(tzinfo=UTC)
+    return external_id, ends_at
+
+
+@entitlements_group.command(name="grant", help="Give a person a feature, optionally --until a date (UTC).")
+@click.argument("external_id")
+@click.argument("feature")
+@click.option("--until", default=None, help="End date, e.g. 2027-01-31 (UTC).")
+@click.option("--note", default="", help="Why (kept with the grant).")
+def entitlements_grant(external_id: str, feature: str, until: str | None, note: str) -> None:
+    _override(external_id, feature, "grant", until, note)
+
+
+@entitlements_group.command(name="revoke", help="Take a feature away from a person, optionally --until a date.")
+@click.argument("external_id")
+@click.argument("feature")
+@click.option("--until", default=None, help="End date of the revocation, e.g. 2027-01-31 (UTC).")
+@click.option("--note", default="", help="Why (kept with the revocation).")
+def entitlements_revoke(external_id: str, feature: str, until: str | None, note: str) -> None:
+    _override(external_id, feature, "revoke", until, note)
+
+
+@entitlements_group.command(name="clear", help="End a person's grants and revocations of a feature now.")
+@click.argument("external_id")
+@click.argument("feature")
+def entitlements_clear(external_id: str, feature: str) -> None:
+    from app.entitlements.service import end_overrides, find_person
+
+    async def main(_: Any) -> None:
+        user = await find_person(external_id)
+        if user is None:
+            raise click.ClickException(f"Nobody here has the subject or verified email {external_id}.")
+        console.print(f"Ended {await end_overrides(user.id, feature)} override(s) of {feature}.")
+
+    _run(main)
+
+
+def _override(external_id: str, feature: str, kind: str, until: str | None, note: str) -> None:
+    from app.entitlements.service import add_override, find_person
+
+    _, ends_at = _person_and_date(external_id, until)
+
+    async def main(_: Any) -> None:
+        user = await find_person(external_id)
+        if user is None:
+            raise click.ClickException(f"Nobody here has the subject or verified email {external_id}.")
+        try:
+            await add_override(user.id, feature, kind, ends_at, note=note)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        span = f" until {ends_at.isoformat()}" if ends_at else ""
+        console.print(f"{'Granted' if kind == 'grant' else 'Revoked'} {feature} for {external_id}{span}.")
+
+    _run(main)
 
 
 class BillingCLIPlugin(CLIPluginProtocol):

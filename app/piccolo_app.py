@@ -20,6 +20,16 @@ from app.billing.tables import (
     StripeEvent,
     Subscription,
 )
+from app.entitlements.tables import (
+    CustomerState,
+    Entitlement,
+    EntitlementOverride,
+    Feature,
+    HostApiKey,
+    HostWebhook,
+    HostWebhookEndpoint,
+    PlanFeature,
+)
 from app.portal.tables import PortalConfiguration, PortalSession
 
 APP_CONFIG = AppConfig(
@@ -36,6 +46,14 @@ APP_CONFIG = AppConfig(
         PortalConfiguration,
         PortalSession,
         BillingChange,
+        Feature,
+        PlanFeature,
+        Entitlement,
+        EntitlementOverride,
+        CustomerState,
+        HostApiKey,
+        HostWebhookEndpoint,
+        HostWebhook,
         EventWorkerHeartbeat,
         ScheduledTask,
         IdempotencyKey,

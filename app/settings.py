@@ -158,6 +158,22 @@ class StripeSettings:
 
 
 @dataclass(frozen=True)
+class HostWebhookTarget:
+    url: str
+    secret: str
+
+
+@dataclass(frozen=True)
+class EntitlementSettings:
+    grace_days: int = 7
+    """`ENTITLEMENT_GRACE_DAYS`: days a `past_due` subscription keeps its features after its period started."""
+    webhook_endpoints: tuple[HostWebhookTarget, ...] = ()
+    """`HOST_WEBHOOK_ENDPOINTS`: `<url> <whsec_…>` pairs, comma-separated: where `customer.state_changed` goes."""
+    api_rate_limit: int = 600
+    """`HOST_API_RATE_LIMIT`: requests per minute per host API key."""
+
+
+@dataclass(frozen=True)
 class ApiSettings:
     audience: str = "http://localhost:8000/api"
     """`API_AUDIENCE`: the `aud` a bearer access token must carry (Auth0: the API's identifier).
@@ -193,6 +209,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     oidc: OIDCSettings = field(default_factory=OIDCSettings)
     stripe: StripeSettings = field(default_factory=StripeSettings)
+    entitlements: EntitlementSettings = field(default_factory=EntitlementSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     branding: BrandingSettings = field(default_factory=BrandingSettings)
@@ -339,6 +356,33 @@ class Settings:
             reconcile_minutes=number("EVENT_RECONCILE_MINUTES", 5.0),
         )
 
+        grace_days = 7
+        try:
+            grace_days = int(get("ENTITLEMENT_GRACE_DAYS", "7") or "7")
+            if grace_days < 0:
+                raise ValueError
+        except ValueError:
+            errors.append("ENTITLEMENT_GRACE_DAYS must be a whole number of days (0 or more)")
+        api_rate_limit = 600
+        try:
+            api_rate_limit = int(get("HOST_API_RATE_LIMIT", "600") or "600")
+            if api_rate_limit < 1:
+                raise ValueError
+        except ValueError:
+            errors.append("HOST_API_RATE_LIMIT must be a positive number of requests per minute")
+        endpoints: list[HostWebhookTarget] = []
+        for pair in (get("HOST_WEBHOOK_ENDPOINTS") or "").split(","):
+            if not pair.strip():
+                continue
+            pieces = pair.split()
+            if (
+                len(pieces) != 2
+                or urlsplit(pieces[0]).scheme not in ("http", "https")
+                or not pieces[1].startswith("whsec_")
+            ):
+                errors.append("HOST_WEBHOOK_ENDPOINTS must hold `<http(s) URL> <whsec_…>` pairs, comma-separated")
+                break
+            endpoints.append(HostWebhookTarget(url=pieces[0], secret=pieces[1]))
         api_audience = get("API_AUDIENCE", f"{base_url}/api") or f"{base_url}/api"
         allowed_origins = []
         for origin in (get("API_ALLOWED_ORIGINS") or base_url).split(","):
@@ -412,6 +456,9 @@ class Settings:
                 timeout=stripe_timeout,
                 max_retries=stripe_retries,
                 rate_limit=stripe_rate,
+            ),
+            entitlements=EntitlementSettings(
+                grace_days=grace_days, webhook_endpoints=tuple(endpoints), api_rate_limit=api_rate_limit
             ),
             worker=worker,
             api=ApiSettings(audience=api_audience, allowed_origins=tuple(allowed_origins)),

@@ -446,6 +446,74 @@ class StripeGateway:
             )
         )
 
+    # Entitlements — https://docs.stripe.com/api/entitlements
+
+    def entitlement_features(self) -> AsyncIterator[dict[str, Any]]:
+        """Every Feature, active or archived (https://docs.stripe.com/api/entitlements/feature/list)."""
+        return self._list_all(
+            "entitlements.features.list",
+            lambda p: self.client.v1.entitlements.features.list_async(params=p),  # type: ignore[arg-type]
+            {},
+            max_pages=50,
+        )
+
+    async def create_entitlement_feature(self, params: dict[str, Any]) -> dict[str, Any]:
+        """https://docs.stripe.com/api/entitlements/feature/create (`name`, `lookup_key`, `metadata`)."""
+        return as_dict(
+            await self._call(
+                "entitlements.features.create",
+                lambda: self.client.v1.entitlements.features.create_async(params=params),  # type: ignore[arg-type]
+            )
+        )
+
+    async def update_entitlement_feature(self, feature_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """https://docs.stripe.com/api/entitlements/feature/update (`name`, `active`, `metadata`)."""
+        return as_dict(
+            await self._call(
+                "entitlements.features.update",
+                lambda: self.client.v1.entitlements.features.update_async(feature_id, params=params),  # type: ignore[arg-type]
+            )
+        )
+
+    def product_features(self, product_id: str) -> AsyncIterator[dict[str, Any]]:
+        """The Features attached to a Product (https://docs.stripe.com/api/product-feature/list)."""
+        return self._list_all(
+            "products.features.list",
+            lambda p: self.client.v1.products.features.list_async(product_id, params=p),  # type: ignore[arg-type]
+            {},
+            max_pages=20,
+        )
+
+    async def attach_product_feature(self, product_id: str, feature_id: str) -> dict[str, Any]:
+        """Attach a Feature to a Product (https://docs.stripe.com/api/product-feature/attach)."""
+        return as_dict(
+            await self._call(
+                "products.features.create",
+                lambda: self.client.v1.products.features.create_async(
+                    product_id, params={"entitlement_feature": feature_id}
+                ),
+            )
+        )
+
+    async def detach_product_feature(self, product_id: str, product_feature_id: str) -> dict[str, Any]:
+        """Remove a Feature from a Product (https://docs.stripe.com/api/product-feature/detach)."""
+        return as_dict(
+            await self._call(
+                "products.features.delete",
+                lambda: self.client.v1.products.features.delete_async(product_id, product_feature_id),
+            )
+        )
+
+    def active_entitlements(self, customer_id: str) -> AsyncIterator[dict[str, Any]]:
+        """Every active entitlement of a customer, all pages (a summary event carries only 10)
+        (https://docs.stripe.com/api/entitlements/active-entitlement/list)."""
+        return self._list_all(
+            "entitlements.active_entitlements.list",
+            lambda p: self.client.v1.entitlements.active_entitlements.list_async(params=p),  # type: ignore[arg-type]
+            {"customer": customer_id},
+            max_pages=100,
+        )
+
     async def retrieve_portal_configuration(self, configuration_id: str) -> dict[str, Any]:
         """https://docs.stripe.com/api/customer_portal/configurations/retrieve
 

@@ -204,7 +204,7 @@ async def test_every_json_path_answers_errors_with_the_envelope(
     auth = bearer(oidc_provider.access_token("ana", audience(app_url)))
 
     assert_envelope(await client.get("/api/v1/nothing-here", headers={"Accept": "text/html"}), 404, "not_found")
-    assert_envelope(await client.get("/api/v1/customers/x/state"), 404, "not_found")
+    assert_envelope(await client.get("/api/v1/customers/x/state"), 401, "invalid_api_key")  # the host API
     assert_envelope(await client.get("/v1/billing/nothing"), 404, "not_found")
     assert_envelope(await client.delete("/api/v1/me", headers=auth), 405, "method_not_allowed")
     unsupported = await client.post(

@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 from app.auth.tables import User
 from app.billing.keep import NothingToKeep, keep_plan
 from app.billing.service import account_billing
+from app.entitlements.service import what_you_have
 from app.stripe_gateway import StripeGateway, StripeRequestRejected, StripeUnavailable
 from app.web.errors import stripe_failure_response, stripe_refusal_response
 from app.web.guards import requires_login
@@ -38,8 +39,16 @@ class AccountController(Controller):
         """Profile and billing summary of the signed-in person, read from the local copy only."""
         billing = await account_billing(current_user.id)
         email = shown_email(current_user, billing.customer.email if billing.customer else None)
+        included = await what_you_have(current_user.id)
         return Template(
-            template_name="accounts/show.html", context={"user": current_user, "billing": billing, "email": email}
+            template_name="accounts/show.html",
+            context={
+                "user": current_user,
+                "billing": billing,
+                "email": email,
+                "included": included,
+                "entitlements": {e["feature"] for e in included},
+            },
         )
 
     @post("/keep-plan", name="account:keep_plan", status_code=HTTP_303_SEE_OTHER)

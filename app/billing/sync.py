@@ -29,6 +29,12 @@ from app.billing.changes import describe_changes, record_changes, snapshot
 from app.billing.tables import LIVE_STATUSES, Customer, PaymentTransaction, Plan, Price, Subscription
 from app.billing.upcoming import next_charge_columns, read_next_charge, renews
 from app.db import transaction
+from app.entitlements.service import (
+    apply_entitlements,
+    apply_plan_features,
+    read_active_entitlements,
+    read_plan_features,
+)
 from app.stripe_gateway import StripeGateway, StripeNotFound, StripeRequestRejected, from_unix
 
 logger = logging.getLogger(__name__)
@@ -63,6 +69,8 @@ class CustomerRead:
     subscriptions: list[dict[str, Any]]
     invoices: list[dict[str, Any]]
     payment_intents: list[dict[str, Any]]
+    active_entitlements: list[dict[str, Any]] = field(default_factory=list)
+    """Stripe's active entitlements of the customer, all pages (`read_active_entitlements`)."""
     next_charges: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     """Stripe's invoice preview by subscription id, for the subscriptions whose next charge was re-read."""
 
@@ -176,11 +184,12 @@ async def read_customer(
         except StripeNotFound:
             return {"id": stripe_customer_id, "object": "customer", "deleted": True}
 
-    remote, subscriptions, invoices, found = await concurrently(
+    remote, subscriptions, invoices, found, entitlements = await concurrently(
         customer(),
         _collect_or_empty(gateway.subscriptions_of(stripe_customer_id)),
         _collect_or_empty(gateway.invoices_of(stripe_customer_id, max_pages=pages)),
         _collect_or_empty(gateway.payment_intents_of(stripe_customer_id, max_pages=pages)),
+        read_active_entitlements(gateway, stripe_customer_id),
     )
     seen = {intent["id"] for intent in found}
     for pi_id in sorted(payment_intent_ids - seen):
@@ -199,6 +208,7 @@ async def read_customer(
         subscriptions=subscriptions,
         invoices=invoices,
         payment_intents=found,
+        active_entitlements=entitlements,
         next_charges={sub["id"]: preview for sub, preview in zip(stale, previews, strict=True)},
     )
 
@@ -358,6 +368,7 @@ async def _apply_locked(read: CustomerRead, known: Customer | None) -> CustomerS
     for intent in read.payment_intents:
         await upsert_payment(intent, customer, invoices.get(intent["id"]), subscription_ids)
         result.payment_intents.append(intent["id"])
+    await apply_entitlements(customer, read.active_entitlements, now)
     return result
 
 
@@ -534,6 +545,9 @@ async def sync_catalog(gateway: StripeGateway) -> tuple[int, int]:
         StripeUnavailable / StripeRateLimited: nothing was written.
     """
     remote_products, remote_prices = await concurrently(_collect(gateway.products()), _collect(gateway.prices()))
+    plan_features = await read_plan_features(
+        gateway, [p["id"] for p in remote_products if (p.get("metadata") or {}).get("plan_key")]
+    )
     plans = prices = 0
     async with transaction():
         await _advisory_lock("catalog")
@@ -560,6 +574,7 @@ async def sync_catalog(gateway: StripeGateway) -> tuple[int, int]:
             assert plan is not None
             product_plan[product["id"]] = plan.id
             plans += 1
+        await apply_plan_features(plan_features)
         # Lookup keys move between prices (`transfer_lookup_key`): clear them first, then set.
         await Price.update({Price.lookup_key: None}, force=True)
         for price in remote_prices:

@@ -5,10 +5,16 @@ three Prices found by lookup key: `<key>_monthly` and `<key>_yearly` (recurring)
 `<key>_lifetime` (one-time). Pushing twice changes nothing; a changed amount creates a new Price,
 moves the lookup key to it (`transfer_lookup_key`) and archives the old Price, since Stripe
 Prices are immutable. https://docs.stripe.com/products-prices/manage-prices#lookup-keys
+
+Each plan feature (`{ key = "custom_domain", name = "Custom domain" }`) is also a Stripe
+Entitlements Feature found by its lookup key (`key`), attached to the plan's Product; pushing adds
+missing Features and attachments, renames changed ones and detaches Features a plan no longer lists.
+https://docs.stripe.com/billing/entitlements
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +25,15 @@ from app.stripe_gateway import StripeGateway
 
 DEFAULT_CATALOG = PROJECT_ROOT / "plans.toml"
 INTERVALS = {"monthly": "month", "yearly": "year", "lifetime": None}
+FEATURE_KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One plan feature: its stable lookup key and the name people read."""
+
+    key: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,7 @@ class PlanSpec:
     currency: str
     amounts: dict[str, int]
     sort: int
+    entitlements: tuple[FeatureSpec, ...] = ()
 
     def lookup_key(self, kind: str) -> str:
         """`pro_monthly`, `pro_yearly`, `pro_lifetime`."""
@@ -66,12 +82,14 @@ def load_catalog(path: Path = DEFAULT_CATALOG) -> list[PlanSpec]:
             if not isinstance(amount, int) or amount <= 0:
                 raise CatalogError(f"{path}: plan {key} needs a positive whole {kind} amount in cents")
             amounts[kind] = amount
+        features = [_feature(path, key, f) for f in raw.get("features", [])]
         plans.append(
             PlanSpec(
                 key=key,
                 name=str(raw["name"]),
                 description=str(raw.get("description", "")),
-                features=tuple(str(f) for f in raw.get("features", [])),
+                features=tuple(f.name for f in features),
+                entitlements=tuple(features),
                 currency=str(raw.get("currency", currency)).lower(),
                 amounts=amounts,
                 sort=index,
@@ -79,7 +97,25 @@ def load_catalog(path: Path = DEFAULT_CATALOG) -> list[PlanSpec]:
         )
     if len({p.key for p in plans}) != len(plans):
         raise CatalogError(f"{path}: plan keys must be unique")
+    names: dict[str, str] = {}
+    for plan in plans:
+        for feature in plan.entitlements:
+            if names.setdefault(feature.key, feature.name) != feature.name:
+                raise CatalogError(
+                    f"{path}: feature {feature.key} has two names ({names[feature.key]!r}, {feature.name!r})"
+                )
     return plans
+
+
+def _feature(path: Path, plan_key: str, raw: object) -> FeatureSpec:
+    """A feature entry: `{ key = "…", name = "…" }`, or a bare name whose key is derived from it."""
+    if isinstance(raw, str):
+        return FeatureSpec(key=re.sub(r"[^a-z0-9]+", "_", raw.lower()).strip("_")[:80], name=raw)
+    if isinstance(raw, dict) and isinstance(raw.get("key"), str) and raw.get("name"):
+        if not FEATURE_KEY.match(raw["key"]):
+            raise CatalogError(f"{path}: plan {plan_key}: feature key {raw['key']!r} must be lowercase a-z, 0-9, _ . -")
+        return FeatureSpec(key=raw["key"], name=str(raw["name"]))
+    raise CatalogError(f"{path}: plan {plan_key}: each feature needs a key and a name")
 
 
 def _price_matches(price: dict[str, Any], plan: PlanSpec, kind: str) -> bool:
@@ -128,6 +164,7 @@ async def push_catalog(gateway: StripeGateway, plans: list[PlanSpec]) -> list[st
                 product["id"], {k: v if v is not None else "" for k, v in wanted.items()}
             )
             actions.append(f"updated product {plan.key}")
+        products[plan.key] = product
         lookup_keys = [plan.lookup_key(kind) for kind in INTERVALS]
         existing = {p.get("lookup_key"): p async for p in gateway.prices(lookup_keys=lookup_keys)}
         for kind, interval in INTERVALS.items():
@@ -151,4 +188,47 @@ async def push_catalog(gateway: StripeGateway, plans: list[PlanSpec]) -> list[st
             if current is not None and current.get("active", True):
                 await gateway.update_price(current["id"], {"active": False})
                 actions.append(f"archived price {current['id']}")
+    actions += await push_features(gateway, plans, {str(k): p["id"] for k, p in products.items() if k})
+    return actions
+
+
+async def push_features(gateway: StripeGateway, plans: list[PlanSpec], product_ids: dict[str, str]) -> list[str]:
+    """Create the catalogue's Features (by lookup key) and make each plan Product carry exactly its own.
+
+    `product_ids` maps plan keys to Product ids. Features are never deleted at Stripe (customers'
+    history refers to them); one no plan lists any more is only detached.
+    https://docs.stripe.com/api/entitlements/feature/create, https://docs.stripe.com/api/product-feature/attach
+    """
+    actions: list[str] = []
+    existing = {f.get("lookup_key"): f async for f in gateway.entitlement_features()}
+    wanted = {f.key: f for plan in plans for f in plan.entitlements}
+    feature_ids: dict[str, str] = {}
+    for key, spec in wanted.items():
+        current = existing.get(key)
+        if current is None:
+            current = await gateway.create_entitlement_feature(
+                {"name": spec.name, "lookup_key": key, "metadata": {"source": "plans.toml"}}
+            )
+            actions.append(f"created feature {key} ({current['id']})")
+        elif current.get("name") != spec.name or not current.get("active", True):
+            current = await gateway.update_entitlement_feature(current["id"], {"name": spec.name, "active": True})
+            actions.append(f"updated feature {key}")
+        feature_ids[key] = current["id"]
+    for plan in plans:
+        product_id = product_ids.get(plan.key)
+        if product_id is None:
+            continue
+        attached = {
+            (pf.get("entitlement_feature") or {}).get("lookup_key"): pf
+            async for pf in gateway.product_features(product_id)
+        }
+        keys = [f.key for f in plan.entitlements]
+        for key in keys:
+            if key not in attached:
+                await gateway.attach_product_feature(product_id, feature_ids[key])
+                actions.append(f"attached feature {key} to {plan.key}")
+        for attached_key, product_feature in attached.items():
+            if attached_key not in keys:
+                await gateway.detach_product_feature(product_id, product_feature["id"])
+                actions.append(f"detached feature {attached_key} from {plan.key}")
     return actions

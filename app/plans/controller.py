@@ -9,6 +9,7 @@ from litestar.params import FromQuery
 from litestar.response import Template
 
 from app.billing.service import account_billing, plans_with_prices
+from app.entitlements.service import features_lost
 from app.web.htmx import page_or_fragment
 
 
@@ -24,8 +25,13 @@ class PlansController(Controller):
         """Plan cards for the monthly or yearly switch; an htmx request gets the switch and the cards."""
         user_id = request.session.get("user_id")
         billing = await account_billing(user_id) if isinstance(user_id, int) else None
+        plans = await plans_with_prices()
+        lose: dict[int, list[str]] = {}
+        if billing is not None and billing.subscription is not None:
+            _, lose = await features_lost(billing.subscription.user, [entry["plan"].id for entry in plans])
         context = {
-            "plans": await plans_with_prices(),
+            "plans": plans,
+            "lose": lose,
             "interval": interval,
             "kind": "monthly" if interval == "month" else "yearly",
             "billing": billing,

@@ -16,6 +16,7 @@ from litestar.response import Redirect, Response, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from app.auth.tables import User
+from app.entitlements.service import features_lost
 from app.portal.service import (
     CancellationPending,
     NoCustomer,
@@ -62,9 +63,10 @@ class PortalController(Controller):
     async def index(self, current_user: NamedDependency[User]) -> Template:
         """One card per workflow, each explaining what it does."""
         entry = await portal_entry_points(current_user.id)
+        cancel_loses, _ = await features_lost(current_user.id, [])
         return Template(
             template_name="portal/index.html",
-            context={"spec": load_portal_spec(), **entry},
+            context={"spec": load_portal_spec(), **entry, "cancel_loses": cancel_loses},
         )
 
     @post(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from litestar.plugins.jinja import JinjaTemplateEngine
 
 from app.web import i18n
@@ -25,6 +27,16 @@ def has_session(context: Mapping[str, Any]) -> bool:
     """True when the request went through the session middleware (flash messages need it)."""
     request = context.get("request")
     return request is not None and isinstance(request.scope.get("session"), dict)
+
+
+@pass_context
+def entitled(context: Context, user: Any, feature: str) -> bool:
+    """Jinja test `{% if user is entitled("custom_domain") %}`: true when the page's `entitlements`
+    (the signed-in person's features in force, loaded by the handler) include `feature`."""
+    features = context.get("entitlements")
+    if user is None or features is None:
+        return False
+    return feature in features
 
 
 def brand(context: Mapping[str, Any]) -> Any:
@@ -54,3 +66,4 @@ def configure_engine(engine: JinjaTemplateEngine) -> None:
     engine.register_template_callable("date", i18n.date)
     engine.register_template_callable("datetime", i18n.datetime_)
     engine.register_template_callable("request_locale", i18n.request_locale)
+    engine.engine.tests["entitled"] = entitled

@@ -109,6 +109,7 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], SyncTarget | None]] = {
     "price.created": _catalog,
     "price.updated": _catalog,
     "price.deleted": _catalog,
+    "entitlements.active_entitlement_summary.updated": _customer_of,
 }
 
 

@@ -64,6 +64,8 @@ class Api:
         self.em = emulator
         self.dispatcher = dispatcher
         self.idempotency: OrderedDict[str, tuple[str, int, bytes]] = OrderedDict()
+        self.resources: dict[str, Any] = {}
+        """Resource modules composed over the same store (`entitlements`), registered by the app."""
 
     def handle(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> Response:
         """Answer one API request; errors become Stripe's error envelope."""

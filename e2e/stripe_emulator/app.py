@@ -11,6 +11,7 @@ from typing import Any
 
 from .api import Api
 from .config import EmulatorConfig
+from .entitlements import Entitlements
 from .errors import StripeError
 from .hosted import HostedPages
 from .sessions import StripeEmulator
@@ -29,6 +30,7 @@ class EmulatorApp:
         self.emulator = StripeEmulator(config)
         self.dispatcher = Dispatcher(self.emulator, config.retry_schedule, config.webhook_timeout)
         self.api = Api(self.emulator, self.dispatcher)
+        self.api.resources["entitlements"] = Entitlements(self.emulator)
         self.pages = HostedPages(self.emulator)
         self._started = False
         self._saver: asyncio.Task[None] | None = None

@@ -46,6 +46,9 @@ PREFIXES: dict[str, tuple[str, str]] = {
     "we": ("webhook_endpoint", "webhook endpoint"),
     "clock": ("test_helpers.test_clock", "test_clock"),
     "txi": ("tax_id", "tax_id"),
+    "feat": ("entitlements.feature", "feature"),
+    "ent": ("entitlements.active_entitlement", "active entitlement"),
+    "prodft": ("product_feature", "product feature"),
 }
 
 

@@ -37,7 +37,10 @@ def collect_samples(base_url: str, api_key: str) -> dict[str, dict[str, Any]]:
     pm = call("POST", "/v1/payment_methods/pm_card_visa/attach", customer=customer["id"])
     call("POST", f"/v1/customers/{customer['id']}", **{"invoice_settings[default_payment_method]": pm["id"]})
     call("POST", f"/v1/customers/{customer['id']}/tax_ids", type="eu_vat", value="DE123456789")
+    feature = call("POST", "/v1/entitlements/features", name="Shape feature", lookup_key="shape_feature")
+    call("POST", f"/v1/products/{product['id']}/features", entitlement_feature=feature["id"])
     sub = call("POST", "/v1/subscriptions", customer=customer["id"], **{"items[0][price]": price["id"]})
+    call("GET", "/v1/entitlements/active_entitlements", customer=customer["id"])
     call("GET", "/v1/subscription_items", subscription=sub["id"])
     call(
         "POST",

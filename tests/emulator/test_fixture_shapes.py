@@ -43,6 +43,9 @@ EXPECTED_TYPES = {
     "webhook_endpoint",
     "test_helpers.test_clock",
     "tax_id",
+    "entitlements.feature",
+    "product_feature",
+    "entitlements.active_entitlement",
 }
 
 

@@ -1,0 +1,231 @@
+"""Benchmark the host API's state endpoint on 100,000 customers.
+
+    uv run python scripts/bench_state.py [--requests 5000] [--concurrency 32] [--workers 1]
+
+Drops and recreates the database `billing_bench_state` on the PostgreSQL server of `DATABASE_URL`
+(default `postgresql://postgres@127.0.0.1:5432/postgres`), applies the migrations, seeds 100,000
+people, each with a customer and a published state of four entitlements (`INSERT … SELECT
+generate_series`), creates a host API key, serves the app with uvicorn (`--workers` processes) and
+sends `--requests` `GET /api/v1/customers/{subject}/state` for random people, `--concurrency` at a
+time, over real HTTP. Prints p50/p99 latency in milliseconds and the throughput; also times the
+endpoint's query alone (`app.entitlements.queries.customer_state`). Target: p99 under 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BENCH_DB = "billing_bench_state"
+PEOPLE = 100_000
+
+
+def with_database(url: str, name: str) -> str:
+    """`url` pointing at database `name` instead."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+async def recreate_database(server_url: str) -> None:
+    """DROP (forcing other sessions off) and CREATE the bench database on the server of `server_url`."""
+    import asyncpg
+
+    connection = await asyncpg.connect(with_database(server_url, "postgres"))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    finally:
+        await connection.close()
+
+
+async def seed() -> None:
+    """100,000 people with a customer and a published state (constants only are interpolated)."""
+    from piccolo_conf import DB
+
+    await DB.run_ddl(
+        'INSERT INTO "user" (subject, email, email_verified, name, roles, created_at, last_login_at) '  # noqa: S608
+        "SELECT 'person-' || g, 'person' || g || '@example.com', true, 'Person ' || g, ARRAY[]::varchar[], "
+        "now(), now() "
+        f"FROM generate_series(1, {PEOPLE}) AS g"
+    )
+    await DB.run_ddl(
+        "INSERT INTO customer (user_id, stripe_customer_id, email, deleted, created_at) "
+        "SELECT id, 'cus_bench_' || id, email, false, now() FROM \"user\""
+    )
+    features = ["custom_domain", "priority_support", "projects_unlimited", "storage_100gb"]
+    entitlements = ", ".join(
+        f"jsonb_build_object('feature', '{f}', 'name', '{f}', 'source', 'subscription', "
+        "'source_id', 'sub_bench_' || u.id, 'price', 'price_pro_monthly', "
+        "'description', 'from subscription sub_bench_' || u.id || ' on price_pro_monthly', 'until', null)"
+        for f in features
+    )
+    await DB.run_ddl(
+        "INSERT INTO customer_state "  # noqa: S608
+        "(customer_id, user_id, state, fingerprint, stripe_entitlements, version, updated_at) "
+        "SELECT c.id, u.id, jsonb_build_object("
+        "'object', 'customer_state', 'external_id', u.subject, 'email', u.email, "
+        "'stripe_customer_id', c.stripe_customer_id, "
+        "'plan', jsonb_build_object('key', 'pro', 'name', 'Pro', 'price', 'price_pro_monthly', 'interval', 'month', "
+        "'subscription', 'sub_bench_' || u.id), "
+        "'status', 'active', 'premium', true, 'renews_at', '2027-01-01T00:00:00Z', 'cancels_at', null, "
+        f"'entitlements', jsonb_build_array({entitlements}), 'version', 1, 'updated_at', '2026-12-01T00:00:00Z'), "
+        "md5(u.subject), '[]'::jsonb, 1, now() "
+        'FROM "user" u JOIN customer c ON c.user_id = u.id'
+    )
+    await DB.run_ddl('VACUUM ANALYZE "user"')
+    await DB.run_ddl("VACUUM ANALYZE customer_state")
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """The `q` quantile (0–1) of `samples`, nearest-rank."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def load(base_url: str, key: str, requests: int, concurrency: int) -> tuple[list[float], float]:
+    """Send `requests` GETs over `concurrency` keep-alive connections; per-request ms and wall time in s.
+
+    A minimal HTTP/1.1 client on asyncio streams, so that the load generator (on the same machine)
+    takes as little CPU from the server as possible.
+    """
+    parts = urlsplit(base_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    samples: list[float] = []
+    remaining = [requests]
+
+    async def connection(count: int | None) -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while (count is None and remaining[0] > 0) or (count is not None and count > 0):
+                if count is None:
+                    remaining[0] -= 1
+                else:
+                    count -= 1
+                subject = f"person-{random.randint(1, PEOPLE)}"  # noqa: S311
+                request = (
+                    f"GET /api/v1/customers/{subject}/state HTTP/1.1\r\nHost: {host}\r\n"
+                    f"Authorization: Bearer {key}\r\n\r\n"
+                )
+                start = time.perf_counter()
+                writer.write(request.encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                if count is None:
+                    samples.append((time.perf_counter() - start) * 1000)
+                if status != 200:
+                    raise RuntimeError(f"HTTP {status}")
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection(10) for _ in range(concurrency)))  # warm-up
+    started = time.perf_counter()
+    await asyncio.gather(*(connection(None) for _ in range(concurrency)))
+    return samples, time.perf_counter() - started
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    args = parser.parse_args()
+
+    server_url = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+    await recreate_database(server_url)
+    database_url = with_database(server_url, BENCH_DB)
+    os.environ["DATABASE_URL"] = database_url  # before piccolo_conf is imported
+
+    from app.devstack import apply_migrations
+    from app.entitlements.api_keys import create_key
+    from app.entitlements.queries import customer_state
+    from piccolo_conf import DB
+
+    await apply_migrations()
+    started = time.perf_counter()
+    await seed()
+    print(f"seeded {PEOPLE:,} people with a published state in {time.perf_counter() - started:.1f} s")
+    _, key = await create_key("bench")
+
+    await DB.start_connection_pool(min_size=1, max_size=2)
+    try:
+        query_ms = []
+        for _ in range(2000):
+            subject = f"person-{random.randint(1, PEOPLE)}"  # noqa: S311
+            start = time.perf_counter()
+            assert await customer_state(subject) is not None
+            query_ms.append((time.perf_counter() - start) * 1000)
+    finally:
+        await DB.close_connection_pool()
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SESSION_SECRET": "b" * 40,
+        "OIDC_ISSUER": "http://127.0.0.1:9/",
+        "AUTH0_CLIENT_ID": "bench",
+        "AUTH0_CLIENT_SECRET": "bench",
+        "STRIPE_SECRET_KEY": "sk_test_bench",
+        "STRIPE_WEBHOOK_SECRET": "whsec_bench",
+        "EVENT_WORKER": "off",
+        "HOST_API_RATE_LIMIT": "100000000",
+        "LOG_LEVEL": "WARNING",
+        "DATA_DIR": str(ROOT / ".data" / "bench"),
+    }
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "uvicorn", "app.asgi:create_app", "--factory", "--port", str(port),
+        "--workers", str(args.workers), "--log-level", "warning", "--no-access-log",
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 30
+        async with httpx.AsyncClient(timeout=1) as probe:
+            while True:
+                try:
+                    await probe.get(f"http://127.0.0.1:{port}/healthz")
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
+        samples, wall = await load(f"http://127.0.0.1:{port}", key, args.requests, args.concurrency)
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), timeout=15)
+
+    print(f"customer_state() query alone, 2,000 runs: p50 {statistics.median(query_ms):.2f} ms   "
+          f"p99 {percentile(query_ms, 0.99):.2f} ms")  # fmt: skip
+    p99 = percentile(samples, 0.99)
+    verdict = "OK" if p99 < 10 else "over target"
+    print(f"GET /api/v1/customers/{{id}}/state over HTTP, {args.requests:,} requests, {args.concurrency} concurrent, "
+          f"{args.workers} uvicorn worker(s): p50 {statistics.median(samples):.2f} ms   p99 {p99:.2f} ms   "
+          f"{args.requests / wall:,.0f} requests/s   (target p99 < 10 ms: {verdict})")  # fmt: skip
+    print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
