@@ -205,6 +205,7 @@ class AdminApiController(Controller):
         "/portal-configurations/{configuration_id:str}",
         http_method=["POST", "PATCH"],
         name="api:admin:portal_configuration:update",
+        status_code=200,
         guards=[requires_api_admin],
         responses=error_responses(*WRITE_ERRORS, "not_found"),
     )
