@@ -77,7 +77,9 @@ async def test_support_lists_the_configurations_with_the_workflows_using_them(
     billing_client: Client, oidc_provider: Any
 ) -> None:
     cfg_id = await workflow_configuration()
-    response = await billing_client.get(CONFIGURATIONS, headers=token(billing_client, oidc_provider, "sam", ["support"]))
+    response = await billing_client.get(
+        CONFIGURATIONS, headers=token(billing_client, oidc_provider, "sam", ["support"])
+    )
 
     assert response.status_code == 200, response.text
     by_id = {c["id"]: c for c in response.json()}
@@ -137,7 +139,9 @@ async def test_admin_creates_and_updates_a_configuration_and_the_get_shows_it(
     assert compat.json()["configuration"]["used_by"] == ["subscription_management"]
     posted = await billing_client.post(f"{CONFIGURATIONS}/{cfg_id}", json={"schedule_downgrades": True}, headers=admin)
     assert posted.status_code == 200, posted.text
-    shown = {c["id"]: c for c in (await billing_client.get(COMPAT_CONFIGURATION, headers=admin)).json()["configurations"]}
+    shown = {
+        c["id"]: c for c in (await billing_client.get(COMPAT_CONFIGURATION, headers=admin)).json()["configurations"]
+    }
     assert shown[cfg_id]["business_profile"]["headline"] == "Manage your Acme plan"
     assert shown[cfg_id]["features"]["subscription_update"]["schedule_at_period_end"]["conditions"]
     assert shown[cfg_id]["fields"]["update"] is True, "plan switching was left as it was"

@@ -57,8 +57,12 @@ async def test_a_token_from_the_local_provider_calls_the_api(local_provider: str
             other_audience = await provider_token(local_provider, "https://elsewhere.example.com")
             refused_me = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {other_audience}"})
             analytics = "/api/v1/admin/portal-analytics"
-            as_operator = await client.get(analytics, headers={"Authorization": f"Bearer {operator.json()['access_token']}"})
-            as_customer = await client.get(analytics, headers={"Authorization": f"Bearer {issued.json()['access_token']}"})
+            as_operator = await client.get(
+                analytics, headers={"Authorization": f"Bearer {operator.json()['access_token']}"}
+            )
+            as_customer = await client.get(
+                analytics, headers={"Authorization": f"Bearer {issued.json()['access_token']}"}
+            )
     assert me.status_code == 200, me.text
     assert me.json()["profile"]["subject"] == "demo"
     assert refused_me.status_code == 401 and refused_me.json()["error_code"] == "invalid_token"
