@@ -333,3 +333,18 @@ async def test_a_bad_period_is_422_naming_the_field(
     response = await client.get(path, params=params, headers=token(client, oidc_provider, "sam", ["support"]))
     body = assert_envelope(response, 422, "validation_failed")
     assert [e["field"] for e in body["errors"]] == [field]
+
+
+async def test_bearer_roles_come_from_the_configured_claim(oidc_provider: Any, tmp_path: Path, db: None) -> None:
+    port = free_port()
+    claim = "https://billing.example.com/roles"
+    env = settings_env(oidc_provider, tmp_path, APP_BASE_URL=f"http://127.0.0.1:{port}", OIDC_ROLES_CLAIM=claim)
+    async with serve_in_loop(create_app(Settings.from_env(env)), port) as base_url:
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            audience = f"{base_url}/api"
+            namespaced = oidc_provider.access_token("ana", audience, **{claim: "support"})
+            plain = oidc_provider.access_token("ana", audience, roles=["admin"])
+            allowed = await client.get(ANALYTICS, headers={"Authorization": f"Bearer {namespaced}"})
+            refused = await client.get(ANALYTICS, headers={"Authorization": f"Bearer {plain}"})
+    assert allowed.status_code == 200, allowed.text
+    assert_envelope(refused, 403, "forbidden")
