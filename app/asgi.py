@@ -27,6 +27,7 @@ from litestar.template.config import TemplateConfig
 from app.accounts.controller import AccountController
 from app.admin.branding_service import BrandingCache
 from app.admin.controller import ADMIN_CONTROLLERS
+from app.api.admin import AdminApiController
 from app.api.auth import provide_api_user
 from app.api.billing import BillingApiController
 from app.api.compat import CompatibilityController
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MeApiController,
             BillingApiController,
             PortalApiController,
+            AdminApiController,
             CompatibilityController,
             *ADMIN_CONTROLLERS,
             Router(

@@ -6,7 +6,10 @@ Auth0 issues for an API: a JWT signed by the issuer's key with `aud` = the API's
 wrapper adds
 
     POST /dev/access-token   sub=<subject>  aud=<API_AUDIENCE>  [expires_in=<seconds, default 3600>]
+                             [roles=admin|support, repeatable or space separated]
     → {"access_token": "<JWT>", "token_type": "Bearer", "expires_in": 3600}
+
+`roles` go into the `roles` claim (the default `OIDC_ROLES_CLAIM`), for the operator endpoints.
 
 signed with the provider's own key (the one its JWKS publishes), issuer taken from the Host header
 like the provider's. Only ever served by this local stand-in, never by the app.
@@ -49,6 +52,10 @@ def build_app(user_claims: list[dict[str, Any]]) -> flask.Flask:
             expires_in = 0
         if not subject or not audience or not 0 < expires_in <= MAX_EXPIRES_IN:
             return {"error": "invalid_request", "error_description": "send sub, aud and expires_in (1–86400)"}, 400
+        raw_roles = values.get("roles") if flask.request.is_json else flask.request.values.getlist("roles")
+        if isinstance(raw_roles, str):
+            raw_roles = [raw_roles]
+        roles = sorted({word for value in raw_roles or [] for word in str(value).split()})
         published = flask.g.oidc_provider_mock_storage.jwk.as_dict(is_private=True)
         key = RSAKey.import_key(published)
         now = int(time.time())
@@ -59,6 +66,7 @@ def build_app(user_claims: list[dict[str, Any]]) -> flask.Flask:
             "iat": now,
             "exp": now + expires_in,
             "scope": "openid profile email",
+            **({"roles": roles} if roles else {}),
         }
         header = {"alg": "RS256", "typ": "at+jwt", **({"kid": published["kid"]} if published.get("kid") else {})}
         token = jwt.encode(header, claims, key)

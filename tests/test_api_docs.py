@@ -24,6 +24,9 @@ QUOTED_ROUTES = {
     ("post", "/v1/billing/checkout-session"),
     ("post", "/v1/billing/payment-intent"),
     ("get", "/v1/billing/history"),
+    ("get", "/api/payment/portal/configuration"),
+    ("post", "/api/payment/portal/configuration"),
+    ("get", "/api/payment/portal/analytics"),
 }
 V1_ROUTES = {
     ("get", "/api/v1/me"),
@@ -33,6 +36,11 @@ V1_ROUTES = {
     ("get", "/api/v1/billing/history"),
     ("post", "/api/v1/portal/sessions"),
     ("get", "/api/v1/portal/return"),
+    ("get", "/api/v1/admin/portal-configurations"),
+    ("post", "/api/v1/admin/portal-configurations"),
+    ("post", "/api/v1/admin/portal-configurations/{configuration_id}"),
+    ("patch", "/api/v1/admin/portal-configurations/{configuration_id}"),
+    ("get", "/api/v1/admin/portal-analytics"),
 }
 
 
@@ -45,6 +53,12 @@ async def test_the_openapi_document_describes_every_route_with_schemas_and_examp
     for method, path in QUOTED_ROUTES:
         operation = document["paths"][path][method]
         assert "Compatibility routes" in operation["tags"], path
+    for method, path in V1_ROUTES:
+        assert "Compatibility routes" not in document["paths"][path][method]["tags"], path
+    analytics = document["paths"]["/api/v1/admin/portal-analytics"]["get"]
+    assert {p["name"] for p in analytics["parameters"]} == {"start_date", "end_date", "timezone"}
+    assert {"403", "422"} <= set(analytics["responses"])
+    assert "403" in document["paths"]["/api/payment/portal/configuration"]["post"]["responses"]
     assert document["components"]["securitySchemes"]["bearerAuth"] == {
         "type": "http",
         "scheme": "bearer",

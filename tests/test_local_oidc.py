@@ -44,6 +44,9 @@ async def test_a_token_from_the_local_provider_calls_the_api(local_provider: str
     async with httpx.AsyncClient(base_url=local_provider) as provider:
         issued = await provider.post("/dev/access-token", data={"sub": "demo", "aud": f"http://127.0.0.1:{port}/api"})
         refused = await provider.post("/dev/access-token", data={"sub": "demo"})
+        operator = await provider.post(
+            "/dev/access-token", data={"sub": "ops", "aud": f"http://127.0.0.1:{port}/api", "roles": "admin"}
+        )
     assert issued.status_code == 200, issued.text
     assert issued.json()["token_type"] == "Bearer"
     assert refused.status_code == 400
@@ -53,9 +56,20 @@ async def test_a_token_from_the_local_provider_calls_the_api(local_provider: str
             me = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {issued.json()['access_token']}"})
             other_audience = await provider_token(local_provider, "https://elsewhere.example.com")
             refused_me = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {other_audience}"})
+            analytics = "/api/v1/admin/portal-analytics"
+            as_operator = await client.get(
+                analytics, headers={"Authorization": f"Bearer {operator.json()['access_token']}"}
+            )
+            as_customer = await client.get(
+                analytics, headers={"Authorization": f"Bearer {issued.json()['access_token']}"}
+            )
     assert me.status_code == 200, me.text
     assert me.json()["profile"]["subject"] == "demo"
     assert refused_me.status_code == 401 and refused_me.json()["error_code"] == "invalid_token"
+    # `roles=admin` puts the role in the token's `roles` claim: the operator endpoints let it in.
+    assert as_operator.status_code == 200, as_operator.text
+    assert as_operator.json()["total_sessions"] == 0
+    assert as_customer.status_code == 403 and as_customer.json()["error_code"] == "forbidden"
 
 
 async def provider_token(provider_url: str, audience: str) -> str:

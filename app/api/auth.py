@@ -30,6 +30,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.api.errors import ApiError
 from app.auth.oidc import OIDCClient, SignInError
+from app.auth.service import roles_from_claims
 from app.auth.tables import User
 
 PRINCIPAL_KEY = "api_principal"
@@ -42,6 +43,9 @@ class Principal:
     user: User
     via: Literal["bearer", "session"]
     credential_id: str
+    roles: frozenset[str] = frozenset()
+    """Operator roles (`admin`, `support`): for a bearer token from its `OIDC_ROLES_CLAIM` claim (read by
+    `roles_from_claims`, as at sign-in), for a session the roles stored at the last sign-in."""
 
 
 async def user_for_subject(subject: str) -> User:
@@ -73,7 +77,12 @@ async def authenticate_bearer(oidc: OIDCClient, audience: str, header: str) -> P
             raise ApiError("provider_unavailable") from exc
         raise ApiError("invalid_token") from exc
     user = await user_for_subject(str(claims["sub"]))
-    return Principal(user=user, via="bearer", credential_id="token:" + hashlib.sha256(token.encode()).hexdigest()[:32])
+    return Principal(
+        user=user,
+        via="bearer",
+        credential_id="token:" + hashlib.sha256(token.encode()).hexdigest()[:32],
+        roles=frozenset(roles_from_claims(claims, oidc.settings)),
+    )
 
 
 class ApiAuthMiddleware:
@@ -101,7 +110,10 @@ class ApiAuthMiddleware:
         if user is None:
             await self.app(scope, receive, send)
             return
-        state[PRINCIPAL_KEY] = Principal(user=user, via="session", credential_id=f"session-user:{user.id}")
+        # The row was just read from the database: its roles are those the console's guards read.
+        state[PRINCIPAL_KEY] = Principal(
+            user=user, via="session", credential_id=f"session-user:{user.id}", roles=frozenset(user.roles or [])
+        )
         if self._csrf_app is None:
             # The app's CSRF config excludes the JSON paths (bearer callers have no cookie); here the
             # same check applies to cookie callers only.
@@ -125,6 +137,30 @@ def requires_api_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
     """
     if principal_of(connection) is None:
         raise ApiError("authentication_required")
+
+
+def _requires_roles(allowed: frozenset[str], message: str) -> Any:
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal = principal_of(connection)
+        if principal is None:
+            raise ApiError("authentication_required")
+        if not principal.roles & allowed:
+            raise ApiError("forbidden", message)
+
+    return guard
+
+
+requires_api_support = _requires_roles(
+    frozenset({"support", "admin"}), "The operator endpoints need the support or admin role."
+)
+"""Guard: read-only operator endpoints (role `support` or `admin`, as `app.web.guards.requires_support`).
+
+Raises: ApiError 401 `authentication_required`, 403 `forbidden`."""
+
+requires_api_admin = _requires_roles(frozenset({"admin"}), "This needs the admin role.")
+"""Guard: operator endpoints that change something (role `admin`, as `app.web.guards.requires_admin`).
+
+Raises: ApiError 401 `authentication_required`, 403 `forbidden`."""
 
 
 async def provide_api_user(request: Request[Any, Any, Any]) -> User:

@@ -1,21 +1,23 @@
 """Compatibility routes: the JSON endpoints of the integrations this app replaces, verbatim.
 
-Each is a thin adapter over `app.api.service` (the same code as `/api/v1/…`), so a front end
-written against any of them works unchanged. Errors use the API's envelope. Not listed here on
-purpose: `GET|POST /api/payment/portal/configuration` and `GET /api/payment/portal/analytics`
-belong to the operator console's endpoints.
+Each is a thin adapter over `app.api.service` or `app.api.admin` (the same code as `/api/v1/…`), so a
+front end written against any of them works unchanged. Errors use the API's envelope. The operator
+routes (`/api/payment/portal/configuration`, `/api/payment/portal/analytics`) need the roles of
+`/api/v1/admin/…`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 
-from app.api import service
+from app.api import admin, service
+from app.api.auth import requires_api_admin, requires_api_support
 from app.api.common import (
     API_GUARDS,
     API_MIDDLEWARE,
@@ -29,6 +31,8 @@ from app.api.schemas import (
     ChangeOut,
     CheckoutSessionRequest,
     PaymentIntentRequest,
+    PortalConfigurationFields,
+    PortalConfigurationOut,
     PortalSessionOut,
     PortalSessionRequest,
     Transaction,
@@ -102,6 +106,59 @@ class PaymentIntentResult:
 class HistoryResult:
     transactions: list[Transaction]
     total: int
+
+
+@dataclass
+class ConfigurationList:
+    success: bool
+    configurations: list[PortalConfigurationOut]
+
+
+@dataclass
+class ConfigurationSaveBody(PortalConfigurationFields):
+    configuration_id: str | None = None
+    """The configuration (`bpc_…`) to change; without it a new one is created."""
+
+
+@dataclass
+class ConfigurationSaved:
+    success: bool
+    message: str
+    configuration: PortalConfigurationOut
+
+
+@dataclass
+class FeatureUse:
+    feature: str
+    """The portal workflow (`payment_update`, `subscription_management`, …)."""
+    sessions: int
+
+
+@dataclass
+class SessionDuration:
+    median_seconds: float | None
+    p90_seconds: float | None
+
+
+@dataclass
+class AnalyticsSummary:
+    start_date: date
+    end_date: date
+    timezone: str
+    total_sessions: int
+    unique_customers: int
+    most_used_features: list[FeatureUse]
+    """Sessions per workflow, most used first."""
+    session_duration: SessionDuration
+    """Seconds from opening the portal to coming back."""
+    return_rate: float | None
+    """Share of sessions whose customer came back (0..1; null without sessions)."""
+
+
+@dataclass
+class AnalyticsResult:
+    success: bool
+    analytics: AnalyticsSummary
 
 
 async def _home_workflow(user: User) -> str:
@@ -343,3 +400,72 @@ class CompatibilityController(Controller):
             date_to=None,
         )
         return HistoryResult(transactions=page.transactions, total=page.total)
+
+    @get(
+        "/api/payment/portal/configuration",
+        name="compat:portal_configurations",
+        guards=[*API_GUARDS, requires_api_support],
+        cache=False,
+        responses=error_responses("forbidden", "stripe_unavailable"),
+    )
+    async def portal_configurations(self, stripe_gateway: NamedDependency[StripeGateway]) -> ConfigurationList:
+        """Compatibility route (role `support` or `admin`): `{success, configurations: [...]}`, each as
+        `GET /api/v1/admin/portal-configurations` shows it."""
+        return ConfigurationList(success=True, configurations=await admin.list_configurations(stripe_gateway))
+
+    @post(
+        "/api/payment/portal/configuration",
+        name="compat:portal_configuration_save",
+        status_code=200,
+        guards=[*API_GUARDS, requires_api_admin],
+        responses=error_responses("forbidden", "validation_failed", "not_found", "stripe_unavailable"),
+    )
+    async def save_portal_configuration(
+        self,
+        api_user: NamedDependency[User],
+        stripe_gateway: NamedDependency[StripeGateway],
+        data: JSONBody[ConfigurationSaveBody],
+    ) -> ConfigurationSaved:
+        """Compatibility route (role `admin`): the fields of `POST /api/v1/admin/portal-configurations`
+        plus an optional `configuration_id` (update that one; else create) → `{success, message,
+        configuration}`."""
+        fields = PortalConfigurationFields(
+            **{k: getattr(data, k) for k in PortalConfigurationFields.__dataclass_fields__}
+        )
+        saved = await admin.save_configuration(stripe_gateway, data.configuration_id, fields, api_user)
+        message = "Configuration saved." if data.configuration_id else "Configuration created."
+        return ConfigurationSaved(success=True, message=message, configuration=saved)
+
+    @get(
+        "/api/payment/portal/analytics",
+        name="compat:portal_analytics",
+        guards=[*API_GUARDS, requires_api_support],
+        cache=False,
+        responses=error_responses("forbidden", "validation_failed"),
+    )
+    async def portal_analytics(
+        self,
+        request: Request[Any, Any, Any],
+        start_date: admin.StartDate = None,
+        end_date: admin.EndDate = None,
+        timezone: admin.TimeZone = None,
+    ) -> AnalyticsResult:
+        """Compatibility route (role `support` or `admin`): `?start_date&end_date` → `{success, analytics:
+        {start_date, end_date, timezone, total_sessions, unique_customers, most_used_features,
+        session_duration, return_rate}}` (the figures of `GET /api/v1/admin/portal-analytics`)."""
+        figures = await admin.portal_analytics(admin.analytics_period(request, start_date, end_date, timezone))
+        return AnalyticsResult(
+            success=True,
+            analytics=AnalyticsSummary(
+                start_date=figures.period.start_date,
+                end_date=figures.period.end_date,
+                timezone=figures.period.timezone,
+                total_sessions=figures.total_sessions,
+                unique_customers=figures.unique_customers,
+                most_used_features=[FeatureUse(feature=w.workflow, sessions=w.sessions) for w in figures.by_workflow],
+                session_duration=SessionDuration(
+                    median_seconds=figures.median_session_seconds, p90_seconds=figures.p90_session_seconds
+                ),
+                return_rate=figures.return_rate,
+            ),
+        )

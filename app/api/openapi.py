@@ -60,6 +60,11 @@ def openapi_config(settings: Settings) -> OpenAPIConfig:
             Tag(name="Billing", description="Checkout, PaymentIntents and payment history."),
             Tag(name="Customer Portal", description="Stripe Customer Portal sessions and their outcome."),
             Tag(
+                name="Operator",
+                description="Portal configurations and analytics of the operator console: role `support` "
+                "reads, `admin` writes (bearer: the `OIDC_ROLES_CLAIM` claim of the access token).",
+            ),
+            Tag(
                 name="Compatibility routes",
                 description="Endpoints of the integrations this app replaces, verbatim; thin adapters over /api/v1.",
             ),

@@ -7,8 +7,8 @@ are ISO 8601 in UTC.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Literal
+from datetime import date, datetime
+from typing import Any, Literal
 
 WorkflowType = Literal[
     "payment_update", "subscription_management", "cancellation_process", "billing_review", "profile_update"
@@ -160,3 +160,125 @@ class PortalReturn:
     changes: list[ChangeOut] = field(default_factory=list)
     redirect_url: str = ""
     """The page of this app that shows the outcome."""
+
+
+@dataclass
+class PortalConfigurationFields:
+    """A portal configuration's editable fields, the operator console's form as JSON (every field
+    optional: `POST` creates from the defaults below, `PATCH` changes only the fields sent).
+    Stripe's limits are checked before any Stripe call (422 naming each failing field)."""
+
+    name: str | None = None
+    """This app's name for the configuration (Stripe `name`)."""
+    headline: str | None = None
+    """`business_profile.headline`, at most 60 characters."""
+    privacy_policy_url: str | None = None
+    terms_of_service_url: str | None = None
+    default_return_url: str | None = None
+    """Full https:// URLs (http only for a localhost return URL); empty string clears."""
+    customer_update: bool | None = None
+    customer_update_fields: list[str] | None = None
+    """`email`, `address`, `shipping`, `phone`, `tax_id`, `name` (at least one when `customer_update`)."""
+    invoice_history: bool | None = None
+    payment_method_update: bool | None = None
+    cancel: bool | None = None
+    cancel_mode: str | None = None
+    """`at_period_end` (default) or `immediately`."""
+    cancel_proration: str | None = None
+    """`none` (default) or `create_prorations`."""
+    cancel_reasons: list[str] | None = None
+    """Stripe's cancellation reasons offered to the customer (`too_expensive`, `unused`, …)."""
+    update: bool | None = None
+    """Let customers switch plan (`subscription_update`)."""
+    update_allowed: list[str] | None = None
+    """`price`, `quantity`, `promotion_code`."""
+    update_proration: str | None = None
+    """`none`, `create_prorations` (default) or `always_invoice`."""
+    update_prices: list[str] | None = None
+    """Stripe price ids (`price_…`) of active recurring catalogue prices; one per interval per product,
+    at most 10 products."""
+    schedule_downgrades: bool | None = None
+    """Downgrades take effect at the end of the period."""
+
+
+@dataclass
+class PortalConfigurationOut:
+    """A Customer Portal configuration as Stripe holds it, with this app's view of it."""
+
+    id: str
+    """Stripe's id (`bpc_…`)."""
+    name: str | None
+    active: bool
+    is_default: bool
+    """Stripe's account default (set only in the Dashboard)."""
+    default_return_url: str | None
+    business_profile: dict[str, Any]
+    features: dict[str, Any]
+    """Stripe's `features` object, unchanged."""
+    features_words: list[str]
+    """The enabled features in words ("switch plan", "invoice history")."""
+    used_by: list[str]
+    """The workflows of this app that open the portal with this configuration."""
+    fields: PortalConfigurationFields
+    """The editable fields, in the shape `POST`/`PATCH` take."""
+
+
+@dataclass
+class AnalyticsPeriod:
+    start_date: date
+    end_date: date
+    """Local days, both included, in `timezone`."""
+    timezone: str
+    start: datetime
+    end: datetime
+    """The UTC bounds [start, end)."""
+    days: int
+
+
+@dataclass
+class WorkflowFigures:
+    workflow: str
+    sessions: int
+    returned: int
+    changed: int
+    changed_share: float
+
+
+@dataclass
+class DayFigures:
+    day: date
+    sessions: int
+
+
+@dataclass
+class ReasonFigures:
+    reason: str
+    cancellations: int
+
+
+@dataclass
+class PlanFigures:
+    plan: str
+    cancellations: int
+
+
+@dataclass
+class PortalAnalyticsOut:
+    """Customer Portal use in a period, from the sessions this app records (Stripe cannot list them).
+    Durations are seconds from opening the portal to coming back; rates are 0..1 (null without sessions)."""
+
+    period: AnalyticsPeriod
+    total_sessions: int
+    unique_customers: int
+    returned_sessions: int
+    changed_sessions: int
+    """Sessions after which something changed (plan, payment method, details, …)."""
+    return_rate: float | None
+    changed_share: float | None
+    median_session_seconds: float | None
+    p90_session_seconds: float | None
+    by_workflow: list[WorkflowFigures]
+    """Most used first."""
+    by_day: list[DayFigures]
+    cancellations_by_reason: list[ReasonFigures]
+    cancellations_by_plan: list[PlanFigures]
