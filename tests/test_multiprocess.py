@@ -45,6 +45,9 @@ REDIS_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/7")
 SLOW = 30_000
 
 
+ASSETS = ("/static/", "/brand.css", "/brand/logo", "/favicon.ico")
+
+
 @dataclass
 class RoundRobinProxy:
     """The load balancer of the test: each request goes to the next backend in turn.
@@ -62,7 +65,10 @@ class RoundRobinProxy:
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return
-        name = list(self.backends)[next(self._turn) % len(self.backends)]
+        if scope["path"].startswith(ASSETS):
+            name = next(iter(self.backends))  # assets do not take a turn: pages and forms alternate
+        else:
+            name = list(self.backends)[next(self._turn) % len(self.backends)]
         body, more = b"", True
         while more:
             message = await receive()
@@ -88,7 +94,7 @@ class RoundRobinProxy:
         return [
             path
             for who, method, path, status in self.served
-            if who == name and method == "GET" and status == 200 and not path.startswith(("/static/", "/healthz"))
+            if who == name and method == "GET" and status == 200 and not path.startswith((*ASSETS, "/healthz"))
         ]
 
 
