@@ -27,8 +27,13 @@ class PlansController(Controller):
         billing = await account_billing(user_id) if isinstance(user_id, int) else None
         plans = await plans_with_prices()
         lose: dict[int, list[str]] = {}
-        if billing is not None and billing.subscription is not None:
-            _, lose = await features_lost(billing.subscription.user, [entry["plan"].id for entry in plans])
+        subscription = billing.subscription if billing is not None else None
+        current = billing.subscription_plan if billing is not None and subscription is not None else None
+        if subscription is not None and current is not None:
+            # Only a move down the catalogue (a lower tier) takes features away; an upgrade replaces a
+            # limit by a larger one ("5 GB storage" by "100 GB storage"), which is no loss to warn about.
+            lower = [entry["plan"].id for entry in plans if entry["plan"].sort_order < current.sort_order]
+            _, lose = await features_lost(subscription.user, lower)
         context = {
             "plans": plans,
             "lose": lose,
