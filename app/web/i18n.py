@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -39,9 +40,15 @@ def amount_decimal(amount_cents: int, currency: str) -> Decimal:
     return Decimal(amount_cents).scaleb(-currency_exponent(currency))
 
 
+@lru_cache(maxsize=256)
+def babel_locale(tag: str) -> Locale:
+    """The Babel `Locale` of a tag such as `de_DE`, parsed once per process (parsing loads CLDR data)."""
+    return Locale.parse(tag)
+
+
 def format_money(amount_cents: int, currency: str, locale: str = "en_US") -> str:
     """(1999, "usd", "en_US") → "$19.99"; (1999, "eur", "de_DE") → "19,99 €"; (500, "jpy") → "¥500"."""
-    return format_currency(amount_decimal(amount_cents, currency), currency.upper(), locale=locale)
+    return format_currency(amount_decimal(amount_cents, currency), currency.upper(), locale=babel_locale(locale))
 
 
 def parse_accept_language(header: str | None) -> list[str]:
@@ -92,13 +99,26 @@ class Preferences:
         return self.timezone.key
 
 
+_PREFERENCES_KEY = "billing_preferences"
+
+
 def request_preferences(request: Any) -> Preferences:
     """The one place that reads a person's locale (`Accept-Language`) and time zone (`tz` cookie);
-    any unknown, malformed or oversized value falls back to `DEFAULT_LOCALE` / `DEFAULT_TIMEZONE`."""
+    any unknown, malformed or oversized value falls back to `DEFAULT_LOCALE` / `DEFAULT_TIMEZONE`.
+
+    Resolved once per request and kept in the ASGI scope, so every template helper of a page
+    (`money`, `date`, ... called once per row) reuses it instead of negotiating again.
+    """
+    state = request.scope.setdefault("state", {})
+    cached = state.get(_PREFERENCES_KEY)
+    if cached is not None:
+        return cached
     app_settings = request.app.state.settings.app
     header = request.headers.get("accept-language")
     locale = negotiate_locale(header if header and len(header) <= 512 else None, app_settings.default_locale)
-    return Preferences(locale, timezone_named(request.cookies.get("tz"), app_settings.default_timezone))
+    preferences = Preferences(locale, timezone_named(request.cookies.get("tz"), app_settings.default_timezone))
+    state[_PREFERENCES_KEY] = preferences
+    return preferences
 
 
 def _request_settings(context: Mapping[str, Any]) -> tuple[str, ZoneInfo]:
@@ -126,7 +146,7 @@ def date(context: Mapping[str, Any], value: datetime | None, format: str = "medi
     if value is None:
         return "—"
     locale, tz = _request_settings(context)
-    return format_date(value.astimezone(tz).date(), format=format, locale=locale)
+    return format_date(value.astimezone(tz).date(), format=format, locale=babel_locale(locale))
 
 
 def datetime_(context: Mapping[str, Any], value: datetime | None, format: str = "medium") -> str:
@@ -134,4 +154,5 @@ def datetime_(context: Mapping[str, Any], value: datetime | None, format: str = 
     if value is None:
         return "—"
     locale, tz = _request_settings(context)
-    return format_datetime(value, format=format, tzinfo=tz, locale=locale) + f" {value.astimezone(tz).tzname()}"
+    shown = format_datetime(value, format=format, tzinfo=tz, locale=babel_locale(locale))
+    return f"{shown} {value.astimezone(tz).tzname()}"
