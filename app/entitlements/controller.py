@@ -9,18 +9,27 @@ external id is the person's OpenID subject or their verified email. Errors are L
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
-from litestar import Controller, Request, get
+from litestar import Controller, MediaType, Request, Response, get
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
+from litestar.exceptions import (
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    TooManyRequestsException,
+)
 from litestar.handlers.base import BaseRouteHandler
-from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.middleware.rate_limit import DURATION_VALUES, RateLimitConfig, RateLimitMiddleware
 from litestar.params import FromPath
+from litestar.stores.base import Store
+from litestar.stores.redis import RedisStore
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.common import error_responses
 from app.entitlements.api_keys import find_key
-from app.entitlements.queries import customer_state, feature_exists
+from app.entitlements.queries import customer_state, customer_state_json, feature_exists
 
 
 def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
@@ -56,9 +65,71 @@ def _rate_key(request: Request[Any, Any, Any]) -> str:
     return f"host-api:ip:{request.client.host if request.client else 'unknown'}"
 
 
+class FixedWindowRateLimitMiddleware(RateLimitMiddleware):
+    """Litestar's rate limiter with a fixed one-unit window counted by one atomic increment.
+
+    Litestar's own middleware keeps every request's timestamp in a JSON list that it reads, decodes,
+    re-encodes and writes back on each request (cost growing with the limit) and, with Redis, its
+    read-then-write is not atomic across processes. Here each bucket is one counter per window:
+    `INCR` + `EXPIRE` in one round trip with Redis (shared by every process), a dict in this process
+    otherwise. Same answers: the `RateLimit-*` headers, and 429 (`rate_limited`, with `Retry-After`
+    from the API's envelope) once the limit is spent. At a window's edge a client may get up to twice
+    the limit across two adjacent windows; for an abuse guard that is fine.
+    """
+
+    def __init__(self, app: ASGIApp, config: RateLimitConfig) -> None:
+        super().__init__(app, config)
+        self._window = DURATION_VALUES[self.unit]
+        self._counts: dict[str, int] = {}
+        self._counts_window = 0
+
+    async def _count(self, key: str, window: int, store: Store) -> int:
+        """This request's number in its window (1 for the first)."""
+        if isinstance(store, RedisStore):
+            redis_key = f"{key}:{window}"
+            async with store._redis.pipeline(transaction=False) as pipe:
+                pipe.incr(redis_key)
+                pipe.expire(redis_key, self._window + 1)
+                count, _ = await pipe.execute()
+            return int(count)
+        if window != self._counts_window:
+            self._counts, self._counts_window = {}, window
+        count = self._counts.get(key, 0) + 1
+        self._counts[key] = count
+        return count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = scope["litestar_app"]
+        request: Request[Any, Any, Any] = app.request_class(scope)
+        now = int(time.time())
+        window = now - now % self._window
+        count = await self._count(self.cache_key_from_request(request), window, self.config.get_store_from_app(app))
+        headers = {
+            self.config.rate_limit_policy_header_key: f"{self.max_requests}; w={self._window}",
+            self.config.rate_limit_limit_header_key: str(self.max_requests),
+            self.config.rate_limit_remaining_header_key: str(max(self.max_requests - count, 0)),
+            self.config.rate_limit_reset_header_key: str(window + self._window - now),
+        }
+        if count > self.max_requests:
+            raise TooManyRequestsException(headers=headers)
+        encoded = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *encoded]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def host_rate_limit(per_minute: int) -> RateLimitConfig:
     """`HOST_API_RATE_LIMIT` requests per minute per key (429 with `RateLimit-*` headers beyond)."""
-    return RateLimitConfig(rate_limit=("minute", per_minute), identifier_for_request=_rate_key, store="rate_limit")
+    return RateLimitConfig(
+        rate_limit=("minute", per_minute),
+        identifier_for_request=_rate_key,
+        store="rate_limit",
+        middleware_class=FixedWindowRateLimitMiddleware,
+    )
 
 
 class HostApiController(Controller):
@@ -75,12 +146,14 @@ class HostApiController(Controller):
         cache=False,
         responses=error_responses("invalid_api_key", "customer_not_found", "rate_limited"),
     )
-    async def state(self, external_id: FromPath[str]) -> dict[str, Any]:
-        """Plan, status, premium, renews/cancels at, and entitlements with their sources (see README)."""
-        found = await customer_state(external_id)
+    async def state(self, external_id: FromPath[str]) -> Response[bytes]:
+        """Plan, status, premium, renews/cancels at, and entitlements with their sources (see README).
+
+        The body is the stored state as PostgreSQL returns it (no decoding and re-encoding here)."""
+        found = await customer_state_json(external_id)
         if found is None:
             raise NotFoundException(detail="No such customer.", extra={"error_code": "customer_not_found"})
-        return found
+        return Response(found, media_type=MediaType.JSON)
 
     @get(
         "/{external_id:str}/entitlements/{feature:str}",

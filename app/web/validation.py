@@ -44,7 +44,7 @@ def refuse_unstorable_input(request: Request[Any, Any, Any]) -> None:
         NotFoundException: an integer path parameter out of range.
     """
     query: bytes = request.scope.get("query_string", b"")
-    if "\x00" in request.url.path or b"%00" in query or b"\x00" in query:
+    if "\x00" in request.scope["path"] or b"%00" in query or b"\x00" in query:
         raise ClientException("The address contains a NUL character.")
     for value in request.path_params.values():
         if isinstance(value, int) and not within_int4(value):
