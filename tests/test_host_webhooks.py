@@ -159,6 +159,37 @@ async def test_the_host_api_is_rate_limited_per_key(db: None, oidc_provider: Any
     assert codes == [200, 200, 200, 429]
 
 
+async def test_the_rate_limit_is_shared_by_processes_through_redis(
+    db: None, oidc_provider: Any, tmp_path: Path
+) -> None:
+    """Two apps (as two web processes) with one Redis: the limit counts every request of the key once."""
+    from tests.test_multiprocess import REDIS_URL
+
+    await _person("erin")
+    _, key = await create_key("shared-limit")
+    ports = [free_port(), free_port()]
+    apps = [
+        create_app(
+            Settings.from_env(
+                settings_env(
+                    oidc_provider, tmp_path, APP_BASE_URL=f"http://127.0.0.1:{p}", HOST_API_RATE_LIMIT="3",
+                    REDIS_URL=REDIS_URL,
+                )
+            )
+        )
+        for p in ports
+    ]  # fmt: skip
+    async with serve_in_loop(apps[0], ports[0]) as one, serve_in_loop(apps[1], ports[1]) as two:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(headers=headers) as http:
+            answers = [await http.get(f"{base}/api/v1/customers/erin/state") for base in (one, two, one, two)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a.headers.get("ratelimit-remaining") for a in answers[:3]] == ["2", "1", "0"]
+    assert answers[0].headers["ratelimit-policy"] == "3; w=60"
+    refused = answers[3]
+    assert refused.json()["error_code"] == "rate_limited" and 0 < int(refused.headers["retry-after"]) <= 60
+
+
 async def test_hostile_path_values_get_a_precise_answer_never_a_5xx(
     db: None, oidc_provider: Any, tmp_path: Path
 ) -> None:
