@@ -3,6 +3,7 @@ order per person, redelivery; and the host API's rate limit."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from app.auth.tables import User
 from app.entitlements import service
 from app.entitlements.api_keys import create_key
 from app.entitlements.delivery import MAX_ATTEMPTS, HostWebhookDelivery, deliver_due, redeliver
-from app.entitlements.tables import HostWebhook
+from app.entitlements.tables import HostApiKey, HostWebhook
 from app.settings import EntitlementSettings, HostWebhookTarget, Settings
 from tests.conftest import settings_env
 from tests.support.host import HOST_SECRET, HostReceiver, host_receiver
@@ -188,6 +189,27 @@ async def test_the_rate_limit_is_shared_by_processes_through_redis(
     assert answers[0].headers["ratelimit-policy"] == "3; w=60"
     refused = answers[3]
     assert refused.json()["error_code"] == "rate_limited" and 0 < int(refused.headers["retry-after"]) <= 60
+
+
+async def test_a_key_revoked_by_another_process_stops_working_once_the_cache_expires(
+    db: None, oidc_provider: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.entitlements import api_keys
+
+    monkeypatch.setattr(api_keys, "CACHE_SECONDS", 0.5)
+    port = free_port()
+    env = settings_env(oidc_provider, tmp_path, APP_BASE_URL=f"http://127.0.0.1:{port}")
+    await _person("erin")
+    row, key = await create_key("elsewhere")
+    async with serve_in_loop(create_app(Settings.from_env(env)), port) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as http:
+            assert (await http.get("/api/v1/customers/erin/state")).status_code == 200
+            # As another process would: straight in the database, this process's cache untouched.
+            await HostApiKey.update({HostApiKey.revoked_at: datetime.now(UTC)}).where(HostApiKey.id == row.id)
+            assert (await http.get("/api/v1/customers/erin/state")).status_code == 200, "still cached"
+            await asyncio.sleep(0.6)
+            refused = await http.get("/api/v1/customers/erin/state")
+    assert refused.status_code == 401 and refused.json()["error_code"] == "invalid_api_key"
 
 
 async def test_hostile_path_values_get_a_precise_answer_never_a_5xx(
