@@ -264,6 +264,11 @@ async def main() -> None:
         "--hello", action="store_true", help="also measure a hello-world Litestar endpoint the same way"
     )
     parser.add_argument("--server", choices=("uvicorn", "granian"), default="uvicorn", help="ASGI_SERVER")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL"),
+        help="REDIS_URL (production needs it with several processes)",
+    )
     parser.add_argument("--no-seed", action="store_true", help="reuse the bench database of the last run")
     args = parser.parse_args()
 
@@ -302,6 +307,9 @@ async def main() -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     port, hello_port = free_port(), free_port()
     env = {**server_env(database_url, port, args.workers), "ASGI_SERVER": args.server}
+    env.pop("REDIS_URL", None)
+    if args.redis_url:
+        env["REDIS_URL"] = args.redis_url
     app = await serve([sys.executable, "-m", "app.serve", "--no-migrate"], env, port, log)
     hello = None
     if args.hello:
@@ -311,6 +319,7 @@ async def main() -> None:
             {**os.environ, "BENCH_PEOPLE": str(PEOPLE)}, hello_port, log,
         )  # fmt: skip
     how = f"{args.concurrency} concurrent, {args.workers} {args.server} process(es), load by {args.load}"
+    how += ", Redis" if args.redis_url else ""
     try:
         for round_ in range(1, args.rounds + 1):
             got = await measure(f"http://127.0.0.1:{port}", key, args)

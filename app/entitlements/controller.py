@@ -33,8 +33,12 @@ from app.entitlements.queries import customer_state, customer_state_json, featur
 
 
 def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    scheme, _, token = (connection.headers.get("authorization") or "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+    """The bearer token of the request ("" without one), read from the raw ASGI headers."""
+    for name, value in connection.scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return ""
 
 
 async def requires_host_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
