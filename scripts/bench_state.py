@@ -1,14 +1,20 @@
 """Benchmark the host API's state endpoint on 100,000 customers.
 
-    uv run python scripts/bench_state.py [--requests 5000] [--concurrency 32] [--workers 1]
+    uv run python scripts/bench_state.py [--workers 1] [--server uvicorn|granian] [--redis-url URL]
+                                         [--hello] [--rounds 3] [--seconds 10] [--load wrk|python]
 
 Drops and recreates the database `billing_bench_state` on the PostgreSQL server of `DATABASE_URL`
-(default `postgresql://postgres@127.0.0.1:5432/postgres`), applies the migrations, seeds 100,000
-people, each with a customer and a published state of four entitlements (`INSERT … SELECT
-generate_series`), creates a host API key, serves the app with uvicorn (`--workers` processes) and
-sends `--requests` `GET /api/v1/customers/{subject}/state` for random people, `--concurrency` at a
-time, over real HTTP. Prints p50/p99 latency in milliseconds and the throughput; also times the
-endpoint's query alone (`app.entitlements.queries.customer_state`). Target: p99 under 10 ms.
+(default `postgresql://postgres@127.0.0.1:5432/postgres`; `--no-seed` reuses it), applies the
+migrations, seeds 100,000 people, each with a customer and a published state of four entitlements
+(`INSERT … SELECT generate_series`), creates a host API key, and times the endpoint's query alone
+(`app.entitlements.queries.customer_state`). Then it serves the app as production does
+(`scripts/serve`, `APP_ENV=production`, JSON access log at INFO, `WEB_CONCURRENCY=--workers`,
+`ASGI_SERVER=--server`, `REDIS_URL` when given) and sends `GET /api/v1/customers/{subject}/state` for
+random people with 32 (`--concurrency`) keep-alive connections: by `wrk` (C, one thread: the load
+generator takes little of the machine) when `/usr/bin/wrk` exists, else a minimal Python client.
+`--hello` interleaves each round with the same load on a bare Litestar app (`scripts/bench_hello.py`),
+the floor on the same machine. Prints p50/p99/max latency in milliseconds, requests/s and the load
+average for each round. Target: p99 under 10 ms.
 """
 
 from __future__ import annotations

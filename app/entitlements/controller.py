@@ -22,6 +22,7 @@ from litestar.exceptions import (
 )
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.rate_limit import DURATION_VALUES, RateLimitConfig, RateLimitMiddleware
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 from litestar.stores.base import Store
 from litestar.stores.redis import RedisStore
@@ -90,7 +91,7 @@ class FixedWindowRateLimitMiddleware(RateLimitMiddleware):
     async def _count(self, key: str, window: int, store: Store) -> int:
         """This request's number in its window (1 for the first)."""
         if isinstance(store, RedisStore):
-            redis_key = f"{key}:{window}"
+            redis_key = store._make_key(f"{key}:{window}")  # under the store's namespace
             async with store._redis.pipeline(transaction=False) as pipe:
                 pipe.incr(redis_key)
                 pipe.expire(redis_key, self._window + 1)
@@ -148,7 +149,15 @@ class HostApiController(Controller):
         "/{external_id:str}/state",
         name="host:state",
         cache=False,
-        responses=error_responses("invalid_api_key", "customer_not_found", "rate_limited"),
+        responses={
+            **error_responses("invalid_api_key", "customer_not_found", "rate_limited"),
+            # The handler hands over PostgreSQL's JSON text; the document still says it is an object.
+            200: ResponseSpec(
+                data_container=dict[str, Any],
+                description="The customer's state (see the README)",
+                generate_examples=False,
+            ),
+        },
     )
     async def state(self, external_id: FromPath[str]) -> Response[bytes]:
         """Plan, status, premium, renews/cancels at, and entitlements with their sources (see README).
