@@ -301,10 +301,12 @@ async def read_scoped(gateway: StripeGateway, stripe_customer_id: str, scope: Re
         calls.append(read_active_entitlements(gateway, stripe_customer_id))
     subscription_ids = sorted(scope.subscription_ids)
     invoice_ids = sorted(scope.invoice_ids)
-    payment_intent_ids = sorted(scope.payment_intent_ids)
+    # The payment an invoice event names usually is the one a PaymentIntent event of the same batch
+    # names (a renewal sends both): ask by PaymentIntent only for those the invoices did not cover.
+    asked_first = [] if invoice_ids else sorted(scope.payment_intent_ids)
     calls += [_subscription_with_next_charge(gateway, stripe_customer_id, sub_id) for sub_id in subscription_ids]
     calls += [_collect_or_empty(gateway.invoice_payments(invoice_id=in_id)) for in_id in invoice_ids]
-    calls += [_payment_intent_and_invoice(gateway, pi_id) for pi_id in payment_intent_ids]
+    calls += [_payment_intent_and_invoice(gateway, pi_id) for pi_id in asked_first]
     results = iter(await concurrently(*calls))
     remote = next(results) if scope.customer else None
     entitlements = next(results) if scope.entitlements else None
@@ -323,11 +325,12 @@ async def read_scoped(gateway: StripeGateway, stripe_customer_id: str, scope: Re
             subscription, preview = found
             read.subscriptions.append(subscription)
             read.next_charges[subscription["id"]] = preview
-    payments: list[dict[str, Any]] = []
-    for _ in invoice_ids:
-        payments += next(results)
-    for _ in payment_intent_ids:
-        payments += next(results)
+    payments: list[dict[str, Any]] = [payment for _ in [*invoice_ids, *asked_first] for payment in next(results)]
+    if invoice_ids:
+        covered = {_id((p.get("payment") or {}).get("payment_intent")) for p in payments}
+        missing = sorted(scope.payment_intent_ids - covered)
+        for more in await concurrently(*(_payment_intent_and_invoice(gateway, pi_id) for pi_id in missing)):
+            payments += more
     seen: set[str] = set()
     for payment in payments:
         intent = (payment.get("payment") or {}).get("payment_intent")
