@@ -169,6 +169,13 @@ class StripeGateway:
         finally:
             metrics.STRIPE_REQUEST_SECONDS.labels(operation=what).observe(time.perf_counter() - started)
 
+    async def _raw(self, method: str, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One API request answered as plain JSON (the SDK's `raw_request_async`: same encoding, errors
+        and retries), without the conversion into `StripeObject`s and back, which costs a busy worker
+        several milliseconds of CPU per expanded object. For the reads of a customer sync."""
+        response = await self.client.raw_request_async(method, path, **(params or {}))
+        return cast(dict[str, Any], response.data)
+
     async def _mapped(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
             return await call()
@@ -252,16 +259,16 @@ class StripeGateway:
         except StripeRequestRejected as exc:
             if isinstance(exc, StripeNotFound) or exc.param != "expand":
                 raise
-        return as_dict(
-            await self._call("customers.retrieve", lambda: self.client.v1.customers.retrieve_async(customer_id))
-        )
+        return as_dict(await self._call("customers.retrieve", lambda: self._raw("get", f"/v1/customers/{customer_id}")))
 
     async def _retrieve_customer_expanded(self, customer_id: str) -> dict[str, Any]:
         return as_dict(
             await self._call(
                 "customers.retrieve",
-                lambda: self.client.v1.customers.retrieve_async(
-                    customer_id, params={"expand": ["invoice_settings.default_payment_method", "tax_ids"]}
+                lambda: self._raw(
+                    "get",
+                    f"/v1/customers/{customer_id}",
+                    {"expand": ["invoice_settings.default_payment_method", "tax_ids"]},
                 ),
             )
         )
@@ -307,7 +314,7 @@ class StripeGateway:
         """Every Subscription of a customer, any status (https://docs.stripe.com/api/subscriptions/list)."""
         return self._list_all(
             "subscriptions.list",
-            lambda p: self.client.v1.subscriptions.list_async(params=p),  # type: ignore[arg-type]
+            lambda p: self._raw("get", "/v1/subscriptions", p),
             {"customer": customer_id, "status": "all"},
             max_pages=10,
         )
@@ -317,7 +324,7 @@ class StripeGateway:
         (https://docs.stripe.com/api/payment_intents/list)."""
         return self._list_all(
             "payment_intents.list",
-            lambda p: self.client.v1.payment_intents.list_async(params=p),  # type: ignore[arg-type]
+            lambda p: self._raw("get", "/v1/payment_intents", p),
             {"customer": customer_id, "expand": ["data.latest_charge"]},
             max_pages=max_pages,
         )
@@ -327,9 +334,7 @@ class StripeGateway:
         return as_dict(
             await self._call(
                 "payment_intents.retrieve",
-                lambda: self.client.v1.payment_intents.retrieve_async(
-                    payment_intent_id, params={"expand": ["latest_charge"]}
-                ),
+                lambda: self._raw("get", f"/v1/payment_intents/{payment_intent_id}", {"expand": ["latest_charge"]}),
             )
         )
 
@@ -349,7 +354,7 @@ class StripeGateway:
         (https://docs.stripe.com/api/invoices/list; `payments` links an invoice to its PaymentIntents)."""
         return self._list_all(
             "invoices.list",
-            lambda p: self.client.v1.invoices.list_async(params=p),  # type: ignore[arg-type]
+            lambda p: self._raw("get", "/v1/invoices", p),
             {"customer": customer_id, "expand": ["data.payments"]},
             max_pages=max_pages,
         )
@@ -360,9 +365,7 @@ class StripeGateway:
         Raises: StripeNotFound, StripeUnavailable, StripeRequestRejected.
         """
         return as_dict(
-            await self._call(
-                "subscriptions.retrieve", lambda: self.client.v1.subscriptions.retrieve_async(subscription_id)
-            )
+            await self._call("subscriptions.retrieve", lambda: self._raw("get", f"/v1/subscriptions/{subscription_id}"))
         )
 
     async def preview_with_subscription(self, customer_id: str, subscription_id: str) -> dict[str, Any]:
@@ -376,12 +379,14 @@ class StripeGateway:
         return as_dict(
             await self._call(
                 "invoices.create_preview",
-                lambda: self.client.v1.invoices.create_preview_async(
-                    params={
+                lambda: self._raw(
+                    "post",
+                    "/v1/invoices/create_preview",
+                    {
                         "customer": customer_id,
                         "subscription": subscription_id,
                         "expand": ["parent.subscription_details.subscription"],
-                    }
+                    },
                 ),
             )
         )
@@ -401,7 +406,7 @@ class StripeGateway:
             params["payment"] = {"type": "payment_intent", "payment_intent": payment_intent_id}
         return self._list_all(
             "invoice_payments.list",
-            lambda p: self.client.v1.invoice_payments.list_async(params=p),  # type: ignore[arg-type]
+            lambda p: self._raw("get", "/v1/invoice_payments", p),
             params,
             max_pages=5,
         )
@@ -431,8 +436,8 @@ class StripeGateway:
         return as_dict(
             await self._call(
                 "invoices.create_preview",
-                lambda: self.client.v1.invoices.create_preview_async(
-                    params={"customer": customer_id, "subscription": subscription_id}
+                lambda: self._raw(
+                    "post", "/v1/invoices/create_preview", {"customer": customer_id, "subscription": subscription_id}
                 ),
             )
         )
@@ -608,7 +613,7 @@ class StripeGateway:
         (https://docs.stripe.com/api/entitlements/active-entitlement/list)."""
         return self._list_all(
             "entitlements.active_entitlements.list",
-            lambda p: self.client.v1.entitlements.active_entitlements.list_async(params=p),  # type: ignore[arg-type]
+            lambda p: self._raw("get", "/v1/entitlements/active_entitlements", p),
             {"customer": customer_id},
             max_pages=100,
         )

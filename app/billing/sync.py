@@ -12,7 +12,7 @@ What is read depends on what changed (`ReadScope`): an event about a subscriptio
 subscription (one request: its invoice preview with the subscription expanded), an invoice or
 PaymentIntent event re-reads that payment (one request: the invoice payments with the invoice,
 PaymentIntent and Charge expanded), a customer event the customer, an entitlements event Stripe's
-active entitlements list. A full read (`ReadScope.EVERYTHING`: the backfill, the return pages, a
+active entitlements list. A full read (`EVERYTHING`: the backfill, the return pages, a
 customer not known here yet) reads all of it.
 
 Two syncs of one customer may read at the same time, so each part carries its own high-water mark:
@@ -126,11 +126,6 @@ class CustomerRead:
     def deleted(self) -> bool:
         return bool(self.customer and self.customer.get("deleted"))
 
-    @property
-    def everything(self) -> bool:
-        """True for a full read (every part present)."""
-        return self.customer is not None and self.active_entitlements is not None
-
 
 def _id(value: Any) -> str | None:
     """A Stripe reference that may be an id or an expanded object → its id."""
@@ -232,7 +227,7 @@ async def read_customer(
         StripeUnavailable / StripeRateLimited / StripeRequestRejected: from Stripe; nothing is written.
     """
     if not scope.everything:
-        return await read_scoped(gateway, stripe_customer_id, scope)
+        return await read_scoped(gateway, stripe_customer_id, scope | ReadScope(payment_intent_ids=payment_intent_ids))
     read_at = datetime.now(UTC)
     pages = 100 if full else 1
     payment_intent_ids = payment_intent_ids | scope.payment_intent_ids
