@@ -606,10 +606,10 @@ async def upsert_subscription(sub: dict[str, Any], customer: Customer, read_at: 
     items = (sub.get("items") or {}).get("data") or [{}]
     item = items[0]
     price_id = _id(item.get("price"))
-    price = await Price.objects().get(Price.stripe_price_id == price_id) if price_id else None
+    price = await Price.select(Price.id).where(Price.stripe_price_id == price_id).first() if price_id else None
     values: dict[str, Any] = {
         "status": sub.get("status", "incomplete"),
-        "price": price.id if price else None,
+        "price": price["id"] if price else None,
         "stripe_price_id": price_id,
         "quantity": item.get("quantity") or 1,
         "current_period_start": from_unix(item.get("current_period_start")),
@@ -627,7 +627,7 @@ async def upsert_subscription(sub: dict[str, Any], customer: Customer, read_at: 
         "stripe_created": from_unix(sub.get("created")),
         "stripe_updated_at": read_at,
     }
-    existing = await Subscription.objects().get(Subscription.stripe_subscription_id == sub["id"])
+    existing = await _stored_subscription(sub["id"])
     if existing is None:
         rows = (
             await Subscription.insert(
@@ -638,17 +638,25 @@ async def upsert_subscription(sub: dict[str, Any], customer: Customer, read_at: 
         )
         if rows:
             return int(rows[0]["id"]), True
-        existing = await Subscription.objects().get(Subscription.stripe_subscription_id == sub["id"])
+        existing = await _stored_subscription(sub["id"])
         assert existing is not None
-    if not _newer(read_at, existing.stripe_updated_at):
-        return int(existing.id), False
-    if existing.status in TERMINAL_STATUSES and values["status"] not in TERMINAL_STATUSES:
+    if not _newer(read_at, existing["stripe_updated_at"]):
+        return int(existing["id"]), False
+    if existing["status"] in TERMINAL_STATUSES and values["status"] not in TERMINAL_STATUSES:
         logger.warning("Ignoring %s for terminal subscription %s", values["status"], sub["id"])
-        return int(existing.id), False
+        return int(existing["id"]), False
     await Subscription.update({getattr(Subscription, k): v for k, v in values.items()}).where(
-        Subscription.id == existing.id
+        Subscription.id == existing["id"]
     )
-    return int(existing.id), True
+    return int(existing["id"]), True
+
+
+async def _stored_subscription(stripe_subscription_id: str) -> dict[str, Any] | None:
+    return await (
+        Subscription.select(Subscription.id, Subscription.status, Subscription.stripe_updated_at)
+        .where(Subscription.stripe_subscription_id == stripe_subscription_id)
+        .first()
+    )
 
 
 def payment_status(intent: dict[str, Any], charge: dict[str, Any]) -> str:
