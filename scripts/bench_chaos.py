@@ -93,7 +93,10 @@ async def main() -> None:
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--customers", type=int, default=10)
     parser.add_argument("--outage", type=float, default=30.0)
+    parser.add_argument("--database", default="billing_chaos", help="the database to recreate")
     args = parser.parse_args()
+    global BENCH_DB
+    BENCH_DB = args.database
 
     server_url = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
     await recreate_database(server_url)

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
 
-from app.billing.tables import LIVE_STATUSES, BillingChange, Customer, Plan, Price, Subscription
+from app.billing.tables import LIVE_STATUSES, BillingChange, Customer
 
 STATUS_WORDS = {
     "active": "Active",
@@ -29,41 +29,54 @@ STATUS_WORDS = {
 INTERVAL_WORDS = {"month": "monthly", "year": "yearly", "week": "weekly", "day": "daily"}
 
 
+# The person's customer row and current subscription (the newest live one, else the newest) with its
+# price and plan, in one round trip: the sync takes a snapshot before and after every write.
+_SNAPSHOT_SQL = """
+SELECT c.email, c.name, c.phone, c.address, c.tax_ids, c.card_brand, c.card_last4,
+       s.stripe_subscription_id, s.status, s.cancel_at, s.cancel_at_period_end, s.current_period_start,
+       s.current_period_end, s.ended_at, p.id AS price_id, p.interval, pl.name AS plan_name
+FROM (SELECT 1) AS one
+LEFT JOIN customer c ON c.user_id = {}
+LEFT JOIN LATERAL (
+    SELECT * FROM subscription WHERE user_id = {} ORDER BY (status = ANY({})) DESC, id DESC LIMIT 1
+) s ON true
+LEFT JOIN price p ON p.id = s.price_id
+LEFT JOIN plan pl ON pl.id = p.plan_id
+"""
+
+
 async def snapshot(user_id: int) -> dict[str, Any]:
     """The person's billing state from the local copy, as JSON-ready data (times as ISO 8601 UTC)."""
-    customer = await Customer.objects().get(Customer.user == user_id)
-    subs = await Subscription.objects().where(Subscription.user == user_id).order_by(Subscription.id, ascending=False)
-    live = [s for s in subs if s.status in LIVE_STATUSES]
-    sub = live[0] if live else (subs[0] if subs else None)
+    (row,) = await Customer.raw(_SNAPSHOT_SQL, user_id, user_id, list(LIVE_STATUSES))
     plan_label = None
-    if sub is not None and sub.price:
-        price = await Price.objects().get(Price.id == sub.price)
-        plan = await Plan.objects().get(Plan.id == price.plan) if price and price.plan else None
-        if price is not None:
-            interval = INTERVAL_WORDS.get(price.interval or "", price.interval or "")
-            plan_label = f"{plan.name if plan else 'Plan'} {interval}".strip()
+    if row["price_id"] is not None:
+        interval = INTERVAL_WORDS.get(row["interval"] or "", row["interval"] or "")
+        plan_label = f"{row['plan_name'] or 'Plan'} {interval}".strip()
     card = None
-    if customer is not None and customer.card_last4:
-        card = f"{(customer.card_brand or 'card').title()} •••• {customer.card_last4}"
+    if row["card_last4"]:
+        card = f"{(row['card_brand'] or 'card').title()} •••• {row['card_last4']}"
 
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
+    has_sub = row["stripe_subscription_id"] is not None
     return {
         "card": card,
-        "subscription_id": sub.stripe_subscription_id if sub else None,
+        "subscription_id": row["stripe_subscription_id"],
         "plan": plan_label,
-        "status": sub.status if sub else None,
+        "status": row["status"],
         "cancel_at": iso(
-            (sub.cancel_at or (sub.current_period_end if sub.cancel_at_period_end else None)) if sub else None
+            (row["cancel_at"] or (row["current_period_end"] if row["cancel_at_period_end"] else None))
+            if has_sub
+            else None
         ),
-        "period_start": iso(sub.current_period_start if sub else None),
-        "ended_at": iso(sub.ended_at if sub else None),
-        "email": customer.email if customer else None,
-        "name": customer.name if customer else None,
-        "phone": customer.phone if customer else None,
-        "address": customer.address if customer else None,
-        "tax_ids": customer.tax_ids if customer else None,
+        "period_start": iso(row["current_period_start"]),
+        "ended_at": iso(row["ended_at"]),
+        "email": row["email"],
+        "name": row["name"],
+        "phone": row["phone"],
+        "address": row["address"],
+        "tax_ids": row["tax_ids"],
     }
 
 

@@ -63,7 +63,13 @@ class Customer(Table):
     stripe_read_at = Timestamptz(
         null=True,
         default=None,
-        help_text="High-water mark: when the Stripe state last written for this customer began to be read (UTC)",
+        help_text="High-water mark of the customer's own fields (email, card, address, deleted): when the read "
+        "last written began (UTC)",
+    )
+    entitlements_read_at = Timestamptz(
+        null=True,
+        default=None,
+        help_text="High-water mark of Stripe's active entitlements list: when the list last written began to be read",
     )
 
 
@@ -168,6 +174,9 @@ class PaymentTransaction(Table):
     refunded_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow(), help_text="When Stripe created the payment")
     updated_at = Timestamptz(default=TimestamptzNow())
+    stripe_read_at = Timestamptz(
+        null=True, default=None, help_text="High-water mark: when the Stripe state this row reflects began to be read"
+    )
 
 
 class StripeEvent(Table):

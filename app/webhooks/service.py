@@ -7,7 +7,8 @@ no-op). Applying is three short steps, none of which holds a connection while St
    one statement (`FOR UPDATE SKIP LOCKED`, then `status = 'processing'`, `leased_by`, and
    `lease_expires_at`), skipping customers another worker is syncing right now.
 2. `process_claim` re-syncs that customer once (`sync_customer`: read from Stripe, then one short
-   write transaction) or the catalogue (`sync_catalog`), never trusting the event bodies.
+   write transaction) or the catalogue (`sync_catalog`), never trusting the event bodies: they only
+   say which part of the customer to re-read (`scope_of`), so a sync costs one or two requests.
 3. It marks the events `processed` (or `ignored` for customers that belong to nobody here), or on
    failure `failed` with a backoff of 5 s doubling up to 1 h. Failures are retried for
    `EVENT_RETRY_HOURS` (72 h, Stripe's own horizon) after the event arrived, then the event is
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.billing.sync import sync_catalog, sync_customer
+from app.billing.sync import EVERYTHING, ReadScope, sync_catalog, sync_customer
 from app.billing.tables import StripeEvent
 from app.db import retry_if_connection_lost
 from app.settings import WorkerSettings
@@ -124,6 +125,38 @@ def target_of(event: dict[str, Any]) -> SyncTarget | None:
         customer = _ref(previous.get("customer"))
         target = SyncTarget(customer) if customer else None
     return target
+
+
+def _stripe_id(value: Any) -> str | None:
+    ref = _ref(value)
+    return ref if ref and _STRIPE_ID.match(ref) else None
+
+
+def scope_of(event: dict[str, Any]) -> ReadScope:
+    """What a sync must re-read for `event`: only the part of the customer the event is about.
+
+    A subscription event → that subscription (and its next charge); an invoice event → that
+    invoice's payments; a PaymentIntent or Charge event → that payment; a customer or payment
+    method event → the customer's own fields; an entitlements summary → the active entitlements.
+    Checkout (a new subscription or purchase, maybe a new customer) and anything unrecognised →
+    everything. The event body only names what to read; the data always comes from Stripe.
+    """
+    kind = str(event.get("type"))
+    obj = (event.get("data") or {}).get("object") or {}
+    own_id = _stripe_id(obj.get("id"))
+    if kind.startswith("customer.subscription.") and own_id:
+        return ReadScope(subscription_ids=frozenset({own_id}))
+    if kind.startswith("invoice.") and own_id:
+        return ReadScope(invoice_ids=frozenset({own_id}))
+    if kind.startswith("payment_intent.") and own_id:
+        return ReadScope(payment_intent_ids=frozenset({own_id}))
+    if kind.startswith("charge.") and (intent := _stripe_id(obj.get("payment_intent"))):
+        return ReadScope(payment_intent_ids=frozenset({intent}))
+    if kind in ("customer.created", "customer.updated", "customer.deleted") or kind.startswith("payment_method."):
+        return ReadScope(customer=True)
+    if kind == "entitlements.active_entitlement_summary.updated":
+        return ReadScope(entitlements=True)
+    return EVERYTHING
 
 
 class MalformedEvent(ValueError):
@@ -292,12 +325,10 @@ async def process_claim(
         if claim.key == CATALOG:
             await sync_catalog(gateway)
         else:
-            intents = frozenset(
-                t.payment_intent_id
-                for payload in claim.payloads
-                if (t := target_of(payload)) is not None and t.payment_intent_id
-            )
-            result = await sync_customer(gateway, claim.key, payment_intent_ids=intents, source="webhook")
+            scope = ReadScope()
+            for payload in claim.payloads:
+                scope = scope | scope_of(payload)
+            result = await sync_customer(gateway, claim.key, scope=scope, source="webhook")
             status = "processed" if result.linked else "ignored"
     except StripeRateLimited as exc:
         limited = f"{type(exc).__name__}: {exc}"

@@ -666,6 +666,11 @@ def _inv_payments(api: Api, p: dict[str, Any]) -> Obj:
         items = api.em.invoice_payments(p["invoice"])
     else:
         items = api.em.all("invoice_payment")
+    payment: dict[str, Any] = p["payment"] if isinstance(p.get("payment"), dict) else {}
+    if payment.get("payment_intent"):
+        items = [i for i in items if (i.get("payment") or {}).get("payment_intent") == payment["payment_intent"]]
+    if p.get("status"):
+        items = [i for i in items if i.get("status") == p["status"]]
     return api.page(items, p, "/v1/invoice_payments")
 
 

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,8 @@ class EmulatorApp:
         self.api.resources["entitlements"] = Entitlements(self.emulator)
         self.pages = HostedPages(self.emulator)
         self._started = False
+        # /v1 requests received per wall-clock second (Unix seconds): what Stripe's rate limiter would see.
+        self.requests_per_second: Counter[int] = Counter()
         self._saver: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         if config.state_file and Path(config.state_file).exists():
@@ -116,6 +120,7 @@ class EmulatorApp:
         query = scope.get("query_string", b"").decode("latin-1")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if path.startswith("/v1/"):
+            self.requests_per_second[int(time.time())] += 1
             if self.config.api_latency_seconds:
                 await asyncio.sleep(self.config.api_latency_seconds)
             if self.config.api_outage:
@@ -158,6 +163,7 @@ class EmulatorApp:
             self.api.idempotency.clear()
             self.config.api_latency_seconds = 0.0
             self.config.api_outage = False
+            self.requests_per_second.clear()
             self._register_cli_endpoints()
             return 200, {"reset": True}
         if path == "/_emulator/clock":
@@ -191,6 +197,16 @@ class EmulatorApp:
                 "pending": len(self.dispatcher.jobs),
                 "idle": self.dispatcher.idle(),
             }
+        if path == "/_emulator/requests" and method == "GET":
+            counts = sorted(self.requests_per_second.items())
+            return 200, {
+                "total": sum(n for _, n in counts),
+                "peak_per_second": max((n for _, n in counts), default=0),
+                "per_second": [[second, n] for second, n in counts],
+            }
+        if path == "/_emulator/requests/clear" and method == "POST":
+            self.requests_per_second.clear()
+            return 200, {"cleared": True}
         if path == "/_emulator/settings" and method == "POST":
             if data.get("dunning_final_status") in ("canceled", "unpaid"):
                 self.config.dunning_final_status = data["dunning_final_status"]

@@ -235,3 +235,39 @@ def test_canceled_subscription_accepts_only_metadata_changes(stripe_client: stri
     assert tagged.metadata["note"] == "churned"
     with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": False})
+
+
+def test_invoice_payments_by_payment_intent_with_invoice_intent_and_charge_expanded(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    """https://docs.stripe.com/api/invoice-payment/list: `payment[payment_intent]`; 4 levels of expand."""
+    customer, _, sub = subscribe(stripe_client, monthly_price(stripe_client))
+    invoice = stripe_client.v1.invoices.retrieve(sub.latest_invoice, params={"expand": ["payments"]})
+    intent_id = invoice.payments.data[0].payment.payment_intent
+    found = stripe_client.v1.invoice_payments.list(
+        params={
+            "payment": {"type": "payment_intent", "payment_intent": intent_id},
+            "expand": ["data.invoice", "data.payment.payment_intent.latest_charge"],
+        }
+    ).data
+    assert len(found) == 1
+    assert found[0].invoice.id == invoice.id and found[0].invoice.customer == customer.id
+    assert found[0].payment.payment_intent.id == intent_id
+    assert found[0].payment.payment_intent.latest_charge.payment_method_details.card.last4 == "4242"
+    other = stripe_client.v1.invoice_payments.list(
+        params={"payment": {"type": "payment_intent", "payment_intent": "pi_x"}}
+    )
+    assert other.data == []
+
+
+def test_requests_are_counted_per_second_as_stripe_would(
+    stripe_client: stripe.StripeClient, control: httpx.Client
+) -> None:
+    control.post("/_emulator/requests/clear").raise_for_status()
+    for _ in range(3):
+        stripe_client.v1.products.list()
+    counted = control.get("/_emulator/requests").json()
+    assert counted["total"] == 3 and 1 <= counted["peak_per_second"] <= 3
+    assert sum(n for _, n in counted["per_second"]) == 3
+    control.post("/_emulator/requests/clear").raise_for_status()
+    assert control.get("/_emulator/requests").json() == {"total": 0, "peak_per_second": 0, "per_second": []}
