@@ -108,6 +108,15 @@ async def reset_connection(connection: asyncpg.Connection) -> None:
         await connection.execute("ROLLBACK")
 
 
+QUERY_LOGGERS: list[Callable[[Any], None]] = []
+"""asyncpg query loggers added to every new pooled connection (tests count a page's SQL statements with one)."""
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    for callback in QUERY_LOGGERS:
+        connection.add_query_logger(callback)
+
+
 async def start_pool(max_size: int, min_size: int = 1) -> None:
     """Open Piccolo's connection pool (`max_size` connections at most) with the cheap `reset_connection`."""
-    await DB.start_connection_pool(min_size=min_size, max_size=max_size, reset=reset_connection)
+    await DB.start_connection_pool(min_size=min_size, max_size=max_size, reset=reset_connection, init=_init_connection)

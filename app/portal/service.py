@@ -16,7 +16,7 @@ from typing import Any
 
 from app.auth.tables import User
 from app.billing.changes import Change, as_json, describe_changes, snapshot
-from app.billing.service import active_subscription, lifetime_payment
+from app.billing.service import AccountBilling, active_subscription
 from app.billing.sync import sync_customer
 from app.billing.tables import Customer, Plan, Price
 from app.portal.tables import PortalConfiguration, PortalSession
@@ -390,12 +390,10 @@ async def complete_return(
     )
 
 
-async def portal_entry_points(user_id: int) -> dict[str, Any]:
-    """Which portal buttons the account page shows: by subscription kind and whether a customer exists."""
-    customer = await Customer.objects().get((Customer.user == user_id) & (Customer.deleted == False))  # noqa: E712
-    subscription = await active_subscription(user_id)
-    lifetime = await lifetime_payment(user_id)
-    return {"customer": customer, "subscription": subscription, "lifetime": lifetime}
+def portal_entry_points(billing: AccountBilling) -> dict[str, Any]:
+    """Which portal workflows `/portal` offers: by subscription kind and whether a (not deleted) customer exists."""
+    customer = billing.customer if billing.customer is not None and not billing.customer.deleted else None
+    return {"customer": customer, "subscription": billing.subscription, "lifetime": billing.lifetime}
 
 
 # Stripe's own wording of `cancellation_details.feedback` values in its portal.
