@@ -33,6 +33,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 import shutil
 import socket
 import statistics
@@ -115,21 +116,25 @@ async def recreate_database(server_url: str, name: str) -> None:
         await connection.close()
 
 
-SEED_SQL = f"""
+SEED_SQL = f"""  -- only constants are interpolated
+
 INSERT INTO plan (key, stripe_product_id, name, description, features, sort_order, active, synced_at) VALUES
   ('basic', 'prod_bench_basic', 'Basic', 'For one person', '["1 project", "5 GB storage"]', 1, true, now()),
   ('pro', 'prod_bench_pro', 'Pro', 'For small teams', '["Unlimited projects", "100 GB storage", "Custom domain"]', 2,
    true, now()),
-  ('team', 'prod_bench_team', 'Team', 'For companies', '["Everything in Pro", "1 TB storage", "SSO", "Priority support"]',
-   3, true, now());
+  ('team', 'prod_bench_team', 'Team', 'For companies',
+   '["Everything in Pro", "1 TB storage", "SSO", "Priority support"]', 3, true, now());
 INSERT INTO price (stripe_price_id, plan_id, lookup_key, currency, unit_amount_cents, type, interval, interval_count,
                    active, synced_at)
 SELECT 'price_bench_' || p.key || '_' || k.kind, p.id, p.key || '_' || k.lookup, 'usd', k.factor * p.sort_order * 900,
        k.type, k.interval, 1, true, now()
-FROM plan p CROSS JOIN (VALUES ('month', 'monthly', 1, 'recurring', 'month'), ('year', 'yearly', 10, 'recurring', 'year'),
-                               ('lifetime', 'lifetime', 30, 'one_time', NULL)) AS k(kind, lookup, factor, type, interval);
+FROM plan p CROSS JOIN (VALUES ('month', 'monthly', 1, 'recurring', 'month'),
+                               ('year', 'yearly', 10, 'recurring', 'year'),
+                               ('lifetime', 'lifetime', 30, 'one_time', NULL))
+  AS k(kind, lookup, factor, type, interval);
 INSERT INTO feature (lookup_key, name, stripe_feature_id, active) VALUES
-  ('projects_unlimited', 'Unlimited projects', 'feat_bench_1', true), ('storage_100gb', '100 GB storage', 'feat_bench_2', true),
+  ('projects_unlimited', 'Unlimited projects', 'feat_bench_1', true),
+  ('storage_100gb', '100 GB storage', 'feat_bench_2', true),
   ('custom_domain', 'Custom domain', 'feat_bench_3', true), ('storage_1tb', '1 TB storage', 'feat_bench_4', true),
   ('sso', 'Single sign-on', 'feat_bench_5', true), ('priority_support', 'Priority support', 'feat_bench_6', true);
 INSERT INTO plan_feature (plan_id, feature_lookup_key, stripe_product_feature_id)
@@ -155,14 +160,17 @@ SELECT 'sub_bench_' || c.id, c.id, c.user_id, 'active', pr.id, pr.stripe_price_i
        now() + interval '20 days', false, now() - interval '300 days', now(), now(), pr.unit_amount_cents, 'usd',
        now() + interval '20 days'
 FROM customer c JOIN price pr ON pr.stripe_price_id = 'price_bench_pro_month';
-INSERT INTO payment_transaction (user_id, subscription_id, stripe_payment_intent_id, stripe_charge_id, stripe_invoice_id,
-       stripe_customer_id, stripe_price_id, amount_cents, amount_refunded_cents, currency, status, payment_method,
+INSERT INTO payment_transaction (user_id, subscription_id, stripe_payment_intent_id, stripe_charge_id,
+       stripe_invoice_id, stripe_customer_id, stripe_price_id, amount_cents, amount_refunded_cents, currency, status,
+       payment_method,
        payment_method_last4, description, metadata, hosted_invoice_url, invoice_pdf_url, receipt_url, paid_at,
        created_at, updated_at)
-SELECT s.user_id, s.id, 'pi_bench_' || s.id || '_' || g, 'ch_bench_' || s.id || '_' || g, 'in_bench_' || s.id || '_' || g,
+SELECT s.user_id, s.id, 'pi_bench_' || s.id || '_' || g, 'ch_bench_' || s.id || '_' || g,
+       'in_bench_' || s.id || '_' || g,
        c.stripe_customer_id, s.stripe_price_id, 1800, 0, 'usd', CASE WHEN g = 3 THEN 'failed' ELSE 'succeeded' END,
        'visa', '4242', 'Subscription update', '{{}}',
-       'https://invoice.stripe.com/i/bench_' || s.id || '_' || g, 'https://pay.stripe.com/invoice/bench_' || s.id || '_' || g || '/pdf',
+       'https://invoice.stripe.com/i/bench_' || s.id || '_' || g,
+       'https://pay.stripe.com/invoice/bench_' || s.id || '_' || g || '/pdf',
        'https://pay.stripe.com/receipts/bench_' || s.id || '_' || g, now() - g * interval '30 days',
        now() - g * interval '30 days', now()
 FROM subscription s JOIN customer c ON c.id = s.customer_id CROSS JOIN generate_series(1, 10) AS g;
@@ -171,10 +179,10 @@ SELECT s.customer_id, s.user_id, pf.feature_lookup_key, 'subscription', s.stripe
        'from subscription ' || s.stripe_subscription_id || ' on ' || s.stripe_price_id, NULL, now()
 FROM subscription s JOIN price pr ON pr.id = s.price_id JOIN plan_feature pf ON pf.plan_id = pr.plan_id;
 INSERT INTO entitlement (customer_id, user_id, feature, source, source_id, description, until, created_at)
-SELECT c.id, c.user_id, 'priority_support', 'grant', 'grant_bench', 'granted by an operator', now() + interval '60 days',
-       now()
+SELECT c.id, c.user_id, 'priority_support', 'grant', 'grant_bench', 'granted by an operator',
+       now() + interval '60 days', now()
 FROM customer c WHERE c.stripe_customer_id = 'cus_bench_dana';
-"""
+"""  # noqa: S608
 
 
 async def seed(database_url: str) -> int:
@@ -203,10 +211,10 @@ async def write_session(env: dict[str, str], user_id: int) -> None:
     await store.set(SESSION_ID, json.dumps({"user_id": user_id, "roles": []}).encode(), expires_in=3600)
 
 
-async def wait_until_up(url: str, process: asyncio.subprocess.Process, timeout: float = 60) -> None:
+async def wait_until_up(url: str, process: asyncio.subprocess.Process, seconds: float = 60) -> None:
     import httpx
 
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + seconds
     async with httpx.AsyncClient(timeout=2) as client:
         while True:
             if process.returncode is not None:
@@ -238,7 +246,8 @@ WRK_DONE = r"""
 function done(summary, latency, requests)
   local acked, other, wrapped = 0, 0, 0
   for _, t in ipairs(threads) do
-    acked = acked + (t:get("acked") or 0); other = other + (t:get("other") or 0); wrapped = wrapped + (t:get("wrapped") or 0)
+    acked = acked + (t:get("acked") or 0); other = other + (t:get("other") or 0)
+    wrapped = wrapped + (t:get("wrapped") or 0)
   end
   local e = summary.errors
   io.write(string.format('BENCHJSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, ' ..
@@ -422,12 +431,14 @@ async def main() -> None:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "APP_BASE_URL": f"http://127.0.0.1:{app_port}",
+        # Production settings (JSON log lines, HSTS, Secure cookies): the app sits behind a TLS proxy.
+        "APP_ENV": "production",
+        "APP_BASE_URL": "https://billing.bench.example",
         "HOST": "127.0.0.1",
         "PORT": str(app_port),
         "WEB_CONCURRENCY": "1",
-        "SESSION_SECRET": "b" * 40,
-        "OIDC_ISSUER": "http://127.0.0.1:9/",
+        "SESSION_SECRET": secrets.token_urlsafe(32),
+        "OIDC_ISSUER": "https://login.bench.example/",
         "AUTH0_CLIENT_ID": "bench",
         "AUTH0_CLIENT_SECRET": "bench",
         "STRIPE_SECRET_KEY": "sk_test_bench",
@@ -449,7 +460,7 @@ async def main() -> None:
     store = "Redis" if env.get("REDIS_URL") else "file"
 
     logs = tempfile.TemporaryDirectory(prefix="bench-pages-")
-    app_log = open(Path(logs.name) / "app.log", "wb")  # noqa: SIM115
+    app_log = (Path(logs.name) / "app.log").open("wb")
     app = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app.serve", "--no-migrate", cwd=ROOT, env=env, stdout=app_log, stderr=app_log
     )
@@ -465,7 +476,9 @@ async def main() -> None:
         base, top = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{ceiling_port}"
         cookie = f"Cookie: billing_session={SESSION_ID}"
         async with httpx.AsyncClient(headers={"Cookie": f"billing_session={SESSION_ID}"}) as client:
-            for path, expected in zip(PAGES, ("Dana Bench", "Current plan", "Subscription update", "Manage billing")):
+            for path, expected in zip(
+                PAGES, ("Dana Bench", "Current plan", "Subscription update", "Manage billing"), strict=True
+            ):
                 answer = await client.get(base + path)
                 if answer.status_code != 200 or expected not in answer.text:
                     raise RuntimeError(f"GET {path}: {answer.status_code}, not the signed-in page")
@@ -511,7 +524,8 @@ async def main() -> None:
                 results[endpoint.label].append(result)
                 prefixes[endpoint.label].append(prefix)
                 print(f"  round {round_number}  {endpoint.label:<30} {result.rate:>8,.0f} req/s   "
-                      f"p50 {result.p50_ms:7.1f} ms   p99 {result.p99_ms:7.1f} ms   errors {result.errors}")  # fmt: skip
+                      f"p50 {result.p50_ms:7.1f} ms   p99 {result.p99_ms:7.1f} ms   "
+                      f"errors {result.errors}")  # fmt: skip
         load_after = os.getloadavg()[0]
     finally:
         for process in (app, ceiling):
@@ -561,7 +575,8 @@ async def main() -> None:
             else ""
         )
         print(
-            f"{label}: {acked:,} events acknowledged with 200, {rows:,} rows stored, lost {max(acked - rows, 0)}{wrapped}"
+            f"{label}: {acked:,} events acknowledged with 200, {rows:,} rows stored, "
+            f"lost {max(acked - rows, 0)}{wrapped}"
         )
     print(f"load average after: {load_after:.2f} on {os.cpu_count()} CPUs")
 

@@ -258,30 +258,36 @@ class AccountBilling:
 
 # The signed-in person and everything the account, plans and portal pages show about their billing, in one
 # statement: each table's row comes back as a composite value (asyncpg decodes it into a record with the
-# row's own types). Every join is an index lookup on a `user_id` column (or a primary key, or a catalogue of
-# a few rows); `tests/test_page_queries.py` checks the plan. Only constants are interpolated.
+# row's own types). Every name is distinct on purpose: PostgreSQL resolves a bare `s` to a column called
+# `s` of an outer query before the whole row of a table aliased `s`. Every join is an index lookup on a
+# `user_id` column (or a primary key, or a catalogue of a few rows); `tests/test_page_queries.py` checks
+# the plan. Only constants are interpolated.
 _PERSON_SQL = """
-SELECT u AS "user", c AS customer, live.s AS subscription, ended.s AS ended, pr AS price, pl AS plan,
-       lt.pt AS lifetime, lpl AS lifetime_plan,
+SELECT u AS "user", c AS customer, live.live_row AS subscription, ended.ended_row AS ended, pr AS price, pl AS plan,
+       lt.lifetime_row AS lifetime, lpl AS lifetime_plan,
        ARRAY(SELECT ROW(e.feature, coalesce(f.name, e.feature), e.description, e.until, e.source)
-             FROM (SELECT DISTINCT ON (e.feature) e.* FROM entitlement e
-                   WHERE e.user_id = u.id AND (e.until IS NULL OR e.until > {})  -- now
-                   ORDER BY e.feature, e.until DESC NULLS FIRST) e
+             FROM (SELECT DISTINCT ON (ent.feature) ent.* FROM entitlement ent
+                   WHERE ent.user_id = u.id AND (ent.until IS NULL OR ent.until > {})  -- now
+                   ORDER BY ent.feature, ent.until DESC NULLS FIRST) e
              LEFT JOIN feature f ON f.lookup_key = e.feature) AS features
 FROM "user" u
 LEFT JOIN customer c ON c.user_id = u.id
-LEFT JOIN LATERAL (SELECT s FROM subscription s  -- the live subscription that gives access first
-                   WHERE s.user_id = u.id AND s.status = ANY({}::varchar[])  -- LIVE_STATUSES
-                   ORDER BY array_position({}::varchar[], s.status), s.id DESC LIMIT 1) live ON true
-LEFT JOIN LATERAL (SELECT s FROM subscription s WHERE live.s IS NULL AND s.user_id = u.id AND s.status = 'canceled'
-                   ORDER BY s.ended_at DESC LIMIT 1) ended ON true
-LEFT JOIN price pr ON pr.id = coalesce((live.s).price_id, (ended.s).price_id)
+LEFT JOIN LATERAL (SELECT ls AS live_row, ls.id AS live_id, ls.price_id AS live_price_id
+                   FROM subscription ls  -- the live subscription that gives access first
+                   WHERE ls.user_id = u.id AND ls.status = ANY({}::varchar[])  -- LIVE_STATUSES
+                   ORDER BY array_position({}::varchar[], ls.status), ls.id DESC LIMIT 1) live ON true
+LEFT JOIN LATERAL (SELECT es AS ended_row, es.price_id AS ended_price_id
+                   FROM subscription es  -- else the last one that ended
+                   WHERE live.live_id IS NULL AND es.user_id = u.id AND es.status = 'canceled'
+                   ORDER BY es.ended_at DESC LIMIT 1) ended ON true
+LEFT JOIN price pr ON pr.id = coalesce(live.live_price_id, ended.ended_price_id)
 LEFT JOIN plan pl ON pl.id = pr.plan_id
-LEFT JOIN LATERAL (SELECT pt, lp.plan_id FROM payment_transaction pt
-                   JOIN price lp ON lp.stripe_price_id = pt.stripe_price_id AND lp.type = 'one_time'
-                   WHERE pt.user_id = u.id AND pt.status = ANY({}::varchar[])  -- PAID_STATUSES
-                   ORDER BY pt.created_at DESC LIMIT 1) lt ON true
-LEFT JOIN plan lpl ON lpl.id = lt.plan_id
+LEFT JOIN LATERAL (SELECT lpt AS lifetime_row, lp.plan_id AS lifetime_plan_id
+                   FROM payment_transaction lpt
+                   JOIN price lp ON lp.stripe_price_id = lpt.stripe_price_id AND lp.type = 'one_time'
+                   WHERE lpt.user_id = u.id AND lpt.status = ANY({}::varchar[])  -- PAID_STATUSES
+                   ORDER BY lpt.created_at DESC LIMIT 1) lt ON true
+LEFT JOIN plan lpl ON lpl.id = lt.lifetime_plan_id
 WHERE u.id = {}
 """
 

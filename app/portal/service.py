@@ -7,6 +7,7 @@ https://docs.stripe.com/customer-management/portal-deep-links
 
 from __future__ import annotations
 
+import functools
 import json
 import tomllib
 from dataclasses import dataclass
@@ -83,11 +84,19 @@ class PortalSpec:
 
 
 def load_portal_spec(path: Path = DEFAULT_PORTAL_FILE) -> PortalSpec:
-    """Read `portal.toml`.
+    """Read `portal.toml`, parsed once per version of the file (its modification time and size).
+
+    `/portal` shows the workflows on every visit; the file changes only with a deployment.
 
     Raises:
         ValueError: a workflow is missing or names an unknown feature.
     """
+    stat = path.stat()
+    return _parse_portal_spec(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_portal_spec(path: Path, mtime_ns: int, size: int) -> PortalSpec:
     data = tomllib.loads(path.read_text())
     known = {
         "payment_method_update",

@@ -46,6 +46,7 @@ def babel_locale(tag: str) -> Locale:
     return Locale.parse(tag)
 
 
+@lru_cache(maxsize=4096)  # Babel's formatting is the costly part of a page's money; amounts repeat
 def format_money(amount_cents: int, currency: str, locale: str = "en_US") -> str:
     """(1999, "usd", "en_US") → "$19.99"; (1999, "eur", "de_DE") → "19,99 €"; (500, "jpy") → "¥500"."""
     return format_currency(amount_decimal(amount_cents, currency), currency.upper(), locale=babel_locale(locale))

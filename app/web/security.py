@@ -16,8 +16,8 @@ Litestar's own handler, so they also cover 404s and error pages that never reach
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -103,7 +103,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex
+        request_id = os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         bind_request(request_id=request_id)
