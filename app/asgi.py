@@ -6,6 +6,7 @@ Run with `uvicorn app.asgi:create_app --factory` (what `make run` does), or `lit
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -105,7 +106,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await DB.close_connection_pool()
 
     template_config = TemplateConfig(
-        directory=PROJECT_ROOT / "templates", engine=JinjaTemplateEngine, engine_callback=configure_engine
+        directory=PROJECT_ROOT / "templates",
+        engine=JinjaTemplateEngine,
+        engine_callback=functools.partial(configure_engine, auto_reload=not settings.app.is_production),
     )
     oidc = OIDCClient(settings.oidc, redirect_uri=f"{settings.app.base_url}/auth/callback")
 

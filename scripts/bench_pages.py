@@ -474,8 +474,12 @@ async def main() -> None:
         await wait_until_up(f"http://127.0.0.1:{app_port}/healthz", app)
         await wait_until_up(f"http://127.0.0.1:{ceiling_port}/fortunes", ceiling)
         base, top = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{ceiling_port}"
-        cookie = f"Cookie: billing_session={SESSION_ID}"
         async with httpx.AsyncClient(headers={"Cookie": f"billing_session={SESSION_ID}"}) as client:
+            # A browser sends the CSRF cookie it got on its first page back with every later request.
+            first = await client.get(base + "/account")
+            csrf = next(c.split(";")[0] for c in first.headers.get_list("set-cookie") if c.startswith("billing_csrf="))
+            cookie = f"Cookie: billing_session={SESSION_ID}; {csrf}"
+            client.headers["Cookie"] = cookie.removeprefix("Cookie: ")
             for path, expected in zip(
                 PAGES, ("Dana Bench", "Current plan", "Subscription update", "Manage billing"), strict=True
             ):
