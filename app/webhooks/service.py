@@ -35,6 +35,7 @@ from app.billing.tables import StripeEvent
 from app.db import retry_if_connection_lost
 from app.settings import WorkerSettings
 from app.stripe_gateway import StripeGateway, StripeRateLimited, from_unix
+from piccolo_conf import DB
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ def validate_event(event: dict[str, Any], body: bytes) -> None:
 _INSERT_EVENT = (
     "INSERT INTO stripe_event (stripe_event_id, type, api_version, created, livemode, payload, stripe_customer_id,"
     " status, attempts, next_attempt_at, received_at)"
-    " VALUES ({}, {}, {}, {}, {}, {}::jsonb, {}, {}, 0, now(), now())"
+    " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, 0, now(), now())"
     " ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id"
 )
 
@@ -187,11 +188,11 @@ async def record_event(event: dict[str, Any], body: bytes | None = None) -> bool
     """Store a verified event (`validate_event` first); True when new, False for a duplicate delivery.
 
     `body` is the raw JSON as received: stored as is, not re-encoded. Events of types this app does
-    not handle are stored as `ignored`.
+    not handle are stored as `ignored`. One `INSERT … ON CONFLICT DO NOTHING` on a pooled connection
+    (inside a transaction of the caller's, or without a pool, through Piccolo's engine).
     """
     target = target_of(event)
-    rows = await StripeEvent.raw(
-        _INSERT_EVENT,
+    values = (
         event["id"],
         str(event.get("type")),
         event.get("api_version"),
@@ -201,6 +202,10 @@ async def record_event(event: dict[str, Any], body: bytes | None = None) -> bool
         target.key if target else None,
         "pending" if target else "ignored",
     )
+    if DB.pool is not None and DB.current_transaction.get() is None:
+        async with DB.pool.acquire() as connection:
+            return await connection.fetchval(_INSERT_EVENT, *values) is not None
+    rows = await StripeEvent.raw(re.sub(r"\$\d+", "{}", _INSERT_EVENT), *values)
     return bool(rows)
 
 
