@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
-
-from piccolo.table import Table
+from typing import Any
 
 from app.auth.tables import User
 from app.billing.tables import LIVE_STATUSES, Customer, PaymentTransaction, Plan, Price, Subscription
-from app.db import transaction
+from app.db import row_of, transaction
 from app.entitlements.service import FeatureInForce
 from app.stripe_gateway import StripeGateway
 
@@ -291,29 +288,6 @@ LEFT JOIN LATERAL (SELECT lpt AS lifetime_row, lp.plan_id AS lifetime_plan_id
 LEFT JOIN plan lpl ON lpl.id = lt.lifetime_plan_id
 WHERE u.id = {}
 """
-
-T = TypeVar("T", bound=Table)
-
-
-@functools.cache
-def _attribute_names(table: type[Table]) -> dict[str, str]:
-    """`{database column name: attribute name}` of `table` (`user_id` → `user` for a foreign key)."""
-    return {str(c._meta.db_column_name): c._meta.name for c in table._meta.columns}
-
-
-def row_of(table: type[T], record: Any) -> T | None:
-    """A `table` instance from a composite row value (None for NULL), holding the same values as one
-    Piccolo's own queries return. Built without `Table.__init__`, which looks up a default for every
-    column and costs more than the query on a page that shows a dozen rows."""
-    if record is None:
-        return None
-    instance = table.__new__(table)
-    instance._exists_in_db = True
-    instance._was_created = None
-    names = _attribute_names(table)
-    for key, value in record.items():
-        setattr(instance, names[key], value)
-    return instance
 
 
 @dataclass
