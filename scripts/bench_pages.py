@@ -428,6 +428,7 @@ async def main() -> None:
     app_port = args.app_port or free_port()
     ceiling_port = args.ceiling_port or free_port()
     data_dir = ROOT / ".data" / "bench_pages"
+    data_dir.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "DATABASE_URL": database_url,

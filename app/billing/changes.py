@@ -35,13 +35,20 @@ async def snapshot(user_id: int) -> dict[str, Any]:
     subs = await Subscription.objects().where(Subscription.user == user_id).order_by(Subscription.id, ascending=False)
     live = [s for s in subs if s.status in LIVE_STATUSES]
     sub = live[0] if live else (subs[0] if subs else None)
+    price = await Price.objects().get(Price.id == sub.price) if sub is not None and sub.price else None
+    plan = await Plan.objects().get(Plan.id == price.plan) if price and price.plan else None
+    return snapshot_of(customer, sub, price, plan)
+
+
+def snapshot_of(
+    customer: Customer | None, sub: Subscription | None, price: Price | None, plan: Plan | None
+) -> dict[str, Any]:
+    """`snapshot` from rows already read: the customer, the subscription it describes (the newest live
+    one, else the newest), and that subscription's price and plan."""
     plan_label = None
-    if sub is not None and sub.price:
-        price = await Price.objects().get(Price.id == sub.price)
-        plan = await Plan.objects().get(Plan.id == price.plan) if price and price.plan else None
-        if price is not None:
-            interval = INTERVAL_WORDS.get(price.interval or "", price.interval or "")
-            plan_label = f"{plan.name if plan else 'Plan'} {interval}".strip()
+    if price is not None:
+        interval = INTERVAL_WORDS.get(price.interval or "", price.interval or "")
+        plan_label = f"{plan.name if plan else 'Plan'} {interval}".strip()
     card = None
     if customer is not None and customer.card_last4:
         card = f"{(customer.card_brand or 'card').title()} •••• {customer.card_last4}"
