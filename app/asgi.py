@@ -59,7 +59,7 @@ from app.web.security import wrap_app
 from app.web.sessions import purge_expired_sessions, rate_limit_store, session_config, session_store
 from app.web.templating import configure_engine
 from app.web.validation import refuse_unstorable_input
-from app.webhooks.controller import stripe_webhook
+from app.webhooks.controller import WebhookFastPath, stripe_webhook
 from app.webhooks.worker import EventWorker
 from piccolo_conf import DB
 
@@ -188,5 +188,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     # Outside Litestar's router, so 404s and error pages get the request id and headers too.
-    app.asgi_handler = wrap_app(app.asgi_handler, settings)
+    # Stripe's deliveries are answered by a lean layer (no session, CSRF, compression or DI): see WebhookFastPath.
+    app.asgi_handler = wrap_app(WebhookFastPath(app.asgi_handler, app.state), settings)
     return app
