@@ -6,6 +6,7 @@ Run with `uvicorn app.asgi:create_app --factory` (what `make run` does), or `lit
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 from collections.abc import AsyncIterator
@@ -59,7 +60,7 @@ from app.web.security import wrap_app
 from app.web.sessions import purge_expired_sessions, rate_limit_store, session_config, session_store
 from app.web.templating import configure_engine
 from app.web.validation import refuse_unstorable_input
-from app.webhooks.controller import stripe_webhook
+from app.webhooks.controller import WebhookFastPath, stripe_webhook
 from app.webhooks.worker import EventWorker
 from piccolo_conf import DB
 
@@ -112,7 +113,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await DB.close_connection_pool()
 
     template_config = TemplateConfig(
-        directory=PROJECT_ROOT / "templates", engine=JinjaTemplateEngine, engine_callback=configure_engine
+        directory=PROJECT_ROOT / "templates",
+        engine=JinjaTemplateEngine,
+        engine_callback=functools.partial(configure_engine, auto_reload=not settings.app.is_production),
     )
     oidc = OIDCClient(settings.oidc, redirect_uri=f"{settings.app.base_url}/auth/callback")
 
@@ -192,5 +195,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     # Outside Litestar's router, so 404s and error pages get the request id and headers too.
-    app.asgi_handler = wrap_app(app.asgi_handler, settings)
+    # Stripe's deliveries are answered by a lean layer (no session, CSRF, compression or DI): see WebhookFastPath.
+    app.asgi_handler = wrap_app(WebhookFastPath(app.asgi_handler, app.state), settings)
     return app

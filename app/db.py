@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
+from piccolo.table import Table
 
 from piccolo_conf import DB
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+Row = TypeVar("Row", bound=Table)
 
 DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, timed out
@@ -108,6 +111,39 @@ async def reset_connection(connection: asyncpg.Connection) -> None:
         await connection.execute("ROLLBACK")
 
 
+QUERY_LOGGERS: list[Callable[[Any], None]] = []
+"""asyncpg query loggers added to every new pooled connection (tests count a page's SQL statements with one)."""
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    for callback in QUERY_LOGGERS:
+        connection.add_query_logger(callback)
+
+
 async def start_pool(max_size: int, min_size: int = 1) -> None:
     """Open Piccolo's connection pool (`max_size` connections at most) with the cheap `reset_connection`."""
-    await DB.start_connection_pool(min_size=min_size, max_size=max_size, reset=reset_connection)
+    await DB.start_connection_pool(min_size=min_size, max_size=max_size, reset=reset_connection, init=_init_connection)
+
+
+@functools.cache
+def _attribute_names(table: type[Table]) -> dict[str, str]:
+    """`{database column name: attribute name}` of `table` (`user_id` → `user` for a foreign key)."""
+    return {str(c._meta.db_column_name): c._meta.name for c in table._meta.columns}
+
+
+def row_of(table: type[Row], record: Any) -> Row | None:
+    """A `table` instance from one row keyed by database column name (a dict, an asyncpg record or a
+    composite value; None for NULL), holding the same values as one Piccolo's own queries return.
+
+    Built without `Table.__init__`, which looks up a default for every column and costs more than
+    the query on a page that shows a dozen rows.
+    """
+    if record is None:
+        return None
+    instance = table.__new__(table)
+    instance._exists_in_db = True
+    instance._was_created = None
+    names = _attribute_names(table)
+    for key, value in record.items():
+        setattr(instance, names[key], value)
+    return instance

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -49,6 +50,27 @@ async def test_bad_signature_is_refused_and_nothing_is_stored(billing_client: Cl
     missing = await billing_client.post("/webhooks/stripe", content=event_body(fake_event()))
     assert missing.status_code == 400
     assert await StripeEvent.count() == 0
+
+
+async def test_accepted_deliveries_are_logged_at_debug_and_refused_ones_at_info(
+    billing_client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    def access_lines(level: int) -> list[dict[str, Any]]:
+        return [
+            r.msg
+            for r in caplog.records
+            if r.name == "app.access" and r.levelno == level and isinstance(r.msg, dict)
+            and r.msg.get("path") == "/webhooks/stripe"
+        ]  # fmt: skip
+
+    with caplog.at_level(logging.DEBUG, logger="app.access"):
+        accepted = await post_event(billing_client, fake_event("evt_logged"))
+        refused = await post_event(billing_client, fake_event("evt_refused"), secret="whsec_wrong")
+    assert refused.status_code == 400
+    assert accepted.status_code == 200 and accepted.json() == {"received": True, "duplicate": False}
+    assert accepted.headers["x-request-id"] and "content-security-policy" in accepted.headers
+    assert [line["status"] for line in access_lines(logging.DEBUG)] == [200]
+    assert [line["status"] for line in access_lines(logging.INFO)] == [400]
 
 
 async def test_stale_or_future_timestamp_is_refused(billing_client: Client) -> None:

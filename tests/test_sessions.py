@@ -7,10 +7,12 @@ import contextlib
 from pathlib import Path
 
 import httpx
+import pytest
 import redis.asyncio as aioredis
 from litestar.stores.file import FileStore
 from litestar.stores.redis import RedisStore
 
+from app.web import sessions
 from app.web.sessions import PENDING_SESSION_TTL, purge_expired_sessions
 from tests.conftest import sign_in
 
@@ -84,3 +86,28 @@ async def test_redis_sessions_carry_their_expiry() -> None:
     finally:
         await store.delete_all()
         await client.aclose()
+
+
+async def test_an_unchanged_session_is_not_written_again(
+    client: httpx.AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await sign_in(client)
+    session_id = client.cookies["billing_session"]
+    [file] = session_files(tmp_path)
+    written = file.stat().st_mtime_ns
+    for path in ("/account", "/plans", "/portal", "/billing/history"):
+        page = await client.get(path)
+        assert page.status_code == 200
+        assert "billing_session" not in page.headers.get("set-cookie", ""), path
+    assert file.stat().st_mtime_ns == written and client.cookies["billing_session"] == session_id
+    # A change is written at once: a flash message shown on the next page.
+    await client.post(
+        "/account/keep-plan", data={"_csrf_token": client.cookies["billing_csrf"]}, follow_redirects=False
+    )
+    assert file.stat().st_mtime_ns != written
+    assert "nothing to undo" in (await client.get("/account")).text
+    # Unchanged, but last written longer ago than REWRITE_AFTER_SECONDS: written again (expiry renewed).
+    monkeypatch.setattr(sessions, "REWRITE_AFTER_SECONDS", -1)
+    again = await client.get("/account")
+    assert "billing_session" in again.headers.get("set-cookie", "")
+    assert (await FileStore(path=tmp_path / "sessions").expires_in(session_id) or 0) > PENDING_SESSION_TTL

@@ -12,9 +12,9 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from app.auth.tables import User
 from app.billing.keep import NothingToKeep, keep_plan
-from app.billing.service import account_billing
 from app.entitlements.service import what_you_have
 from app.stripe_gateway import StripeGateway, StripeRequestRejected, StripeUnavailable
+from app.web.dependencies import signed_in_person
 from app.web.errors import stripe_failure_response, stripe_refusal_response
 from app.web.guards import requires_login
 from app.web.i18n import date
@@ -35,19 +35,18 @@ class AccountController(Controller):
     guards = [requires_login]  # noqa: RUF012
 
     @get("/", name="account:show", cache=False)
-    async def show(self, request: Request[Any, Any, Any], current_user: NamedDependency[User]) -> Template:
-        """Profile and billing summary of the signed-in person, read from the local copy only."""
-        billing = await account_billing(current_user.id)
-        email = shown_email(current_user, billing.customer.email if billing.customer else None)
-        included = await what_you_have(current_user.id)
+    async def show(self, request: Request[Any, Any, Any]) -> Template:
+        """Profile and billing summary of the signed-in person, read from the local copy only (one query)."""
+        person = await signed_in_person(request)
+        billing = person.billing
         return Template(
             template_name="accounts/show.html",
             context={
-                "user": current_user,
+                "user": person.user,
                 "billing": billing,
-                "email": email,
-                "included": included,
-                "entitlements": {e["feature"] for e in included},
+                "email": shown_email(person.user, billing.customer.email if billing.customer else None),
+                "included": what_you_have(person.features),
+                "entitlements": {f.feature for f in person.features},
             },
         )
 

@@ -10,6 +10,7 @@ is not covered here.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -76,6 +77,7 @@ class BrandingView:
     privacy_url: str | None
     terms_url: str | None
 
+    @functools.lru_cache(maxsize=64)  # noqa: B019 (a handful of frozen views; every page asks)
     def stylesheet_url(self, scope: str = "site") -> str:
         """`/brand.css` for these colours: the page links it (the CSP allows no inline styles). The
         colours travel in the URL, so the stylesheet can be cached for good. `scope`: `site` (`:root`)

@@ -7,6 +7,7 @@ words are built at display time for the person's locale and time zone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
 
-from app.billing.tables import LIVE_STATUSES, BillingChange, Customer
+from app.billing.tables import LIVE_STATUSES, BillingChange, Customer, Plan, Price, Subscription
 
 STATUS_WORDS = {
     "active": "Active",
@@ -48,6 +49,28 @@ LEFT JOIN plan pl ON pl.id = p.plan_id
 async def snapshot(user_id: int) -> dict[str, Any]:
     """The person's billing state from the local copy, as JSON-ready data (times as ISO 8601 UTC)."""
     (row,) = await Customer.raw(_SNAPSHOT_SQL, user_id, user_id, list(LIVE_STATUSES))
+    return _snapshot_from(row)
+
+
+def snapshot_of(
+    customer: Customer | None, sub: Subscription | None, price: Price | None, plan: Plan | None
+) -> dict[str, Any]:
+    """`snapshot` from rows already read: the customer, the subscription it describes (the newest live
+    one, else the newest), and that subscription's price and plan."""
+    fields = ("email", "name", "phone", "address", "tax_ids", "card_brand", "card_last4")
+    row: dict[str, Any] = {name: getattr(customer, name) if customer is not None else None for name in fields}
+    sub_fields = ("status", "cancel_at", "cancel_at_period_end", "current_period_start", "current_period_end")
+    row.update({name: getattr(sub, name) if sub is not None else None for name in sub_fields})
+    row["ended_at"] = sub.ended_at if sub is not None else None
+    row["stripe_subscription_id"] = sub.stripe_subscription_id if sub is not None else None
+    row["price_id"] = price.id if price is not None else None
+    row["interval"] = price.interval if price is not None else None
+    row["plan_name"] = plan.name if plan is not None else None
+    return _snapshot_from(row)
+
+
+def _snapshot_from(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The snapshot's JSON-ready shape from one row of `_SNAPSHOT_SQL`'s columns."""
     plan_label = None
     if row["price_id"] is not None:
         interval = INTERVAL_WORDS.get(row["interval"] or "", row["interval"] or "")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from app.auth.tables import User
 from app.billing.tables import LIVE_STATUSES, Customer, PaymentTransaction, Plan, Price, Subscription
-from app.db import transaction
+from app.db import row_of, transaction
+from app.entitlements.service import FeatureInForce
 from app.stripe_gateway import StripeGateway
 
 logger = logging.getLogger(__name__)
@@ -251,49 +254,109 @@ class AccountBilling:
         return self.subscription is not None or self.lifetime is not None
 
 
-async def account_billing(user_id: int) -> AccountBilling:
-    """Collect the account page's billing facts from the local copy (no Stripe call)."""
-    customer = await Customer.objects().get(Customer.user == user_id)
-    subscription = await active_subscription(user_id)
-    ended = None
-    if subscription is None:
-        ended = (
-            await Subscription.objects()
-            .where((Subscription.user == user_id) & (Subscription.status == "canceled"))
-            .order_by(Subscription.ended_at, ascending=False)
-            .first()
-        )
-    shown = subscription or ended
-    price = await Price.objects().get(Price.id == shown.price) if shown and shown.price else None
-    plan = await Plan.objects().get(Plan.id == price.plan) if price and price.plan else None
-    lifetime = await lifetime_payment(user_id)
-    lifetime_plan = None
-    if lifetime is not None:
-        lifetime_price = await Price.objects().get(Price.stripe_price_id == lifetime.stripe_price_id)
-        if lifetime_price and lifetime_price.plan:
-            lifetime_plan = await Plan.objects().get(Plan.id == lifetime_price.plan)
-    return AccountBilling(
-        customer=customer,
-        subscription=subscription,
-        subscription_plan=plan,
-        subscription_price=price,
-        lifetime=lifetime,
-        lifetime_plan=lifetime_plan,
-        ended=ended,
+# The signed-in person and everything the account, plans and portal pages show about their billing, in one
+# statement: each table's row comes back as a composite value (asyncpg decodes it into a record with the
+# row's own types). Every name is distinct on purpose: PostgreSQL resolves a bare `s` to a column called
+# `s` of an outer query before the whole row of a table aliased `s`. Every join is an index lookup on a
+# `user_id` column (or a primary key, or a catalogue of a few rows); `tests/test_page_queries.py` checks
+# the plan. Only constants are interpolated.
+_PERSON_SQL = """
+SELECT u AS "user", c AS customer, live.live_row AS subscription, ended.ended_row AS ended, pr AS price, pl AS plan,
+       lt.lifetime_row AS lifetime, lpl AS lifetime_plan,
+       ARRAY(SELECT ROW(e.feature, coalesce(f.name, e.feature), e.description, e.until, e.source)
+             FROM (SELECT DISTINCT ON (ent.feature) ent.* FROM entitlement ent
+                   WHERE ent.user_id = u.id AND (ent.until IS NULL OR ent.until > {})  -- now
+                   ORDER BY ent.feature, ent.until DESC NULLS FIRST) e
+             LEFT JOIN feature f ON f.lookup_key = e.feature) AS features
+FROM "user" u
+LEFT JOIN customer c ON c.user_id = u.id
+LEFT JOIN LATERAL (SELECT ls AS live_row, ls.id AS live_id, ls.price_id AS live_price_id
+                   FROM subscription ls  -- the live subscription that gives access first
+                   WHERE ls.user_id = u.id AND ls.status = ANY({}::varchar[])  -- LIVE_STATUSES
+                   ORDER BY array_position({}::varchar[], ls.status), ls.id DESC LIMIT 1) live ON true
+LEFT JOIN LATERAL (SELECT es AS ended_row, es.price_id AS ended_price_id
+                   FROM subscription es  -- else the last one that ended
+                   WHERE live.live_id IS NULL AND es.user_id = u.id AND es.status = 'canceled'
+                   ORDER BY es.ended_at DESC LIMIT 1) ended ON true
+LEFT JOIN price pr ON pr.id = coalesce(live.live_price_id, ended.ended_price_id)
+LEFT JOIN plan pl ON pl.id = pr.plan_id
+LEFT JOIN LATERAL (SELECT lpt AS lifetime_row, lp.plan_id AS lifetime_plan_id
+                   FROM payment_transaction lpt
+                   JOIN price lp ON lp.stripe_price_id = lpt.stripe_price_id AND lp.type = 'one_time'
+                   WHERE lpt.user_id = u.id AND lpt.status = ANY({}::varchar[])  -- PAID_STATUSES
+                   ORDER BY lpt.created_at DESC LIMIT 1) lt ON true
+LEFT JOIN plan lpl ON lpl.id = lt.lifetime_plan_id
+WHERE u.id = {}
+"""
+
+
+@dataclass
+class PersonSummary:
+    """The signed-in person, what they pay for (`billing`), and the features they may use now."""
+
+    user: User
+    billing: AccountBilling
+    features: list[FeatureInForce]
+
+
+async def person_summary(user_id: int, now: datetime | None = None) -> PersonSummary | None:
+    """The person with id `user_id`, their billing (as `account_billing`) and their features in force
+    at `now` (UTC, default now), from the local copy in one SQL statement; None when no such user.
+
+    The subscription shown is the live one that gives access first (`LIVE_STATUSES` order, then the
+    newest), else the last one that ended; the lifetime purchase is the newest paid, not fully
+    refunded payment of a one-time price.
+    """
+    live = list(LIVE_STATUSES)
+    rows = await User.raw(_PERSON_SQL, now or datetime.now(UTC), live, live, list(PAID_STATUSES), user_id)
+    if not rows:
+        return None
+    row = rows[0]
+    user = row_of(User, row["user"])
+    assert user is not None
+    billing = AccountBilling(
+        customer=row_of(Customer, row["customer"]),
+        subscription=row_of(Subscription, row["subscription"]),
+        subscription_plan=row_of(Plan, row["plan"]),
+        subscription_price=row_of(Price, row["price"]),
+        lifetime=row_of(PaymentTransaction, row["lifetime"]),
+        lifetime_plan=row_of(Plan, row["lifetime_plan"]),
+        ended=row_of(Subscription, row["ended"]),
     )
+    return PersonSummary(user=user, billing=billing, features=[FeatureInForce(*f) for f in row["features"]])
+
+
+async def account_billing(user_id: int) -> AccountBilling:
+    """Collect the account page's billing facts from the local copy (no Stripe call; see `person_summary`)."""
+    summary = await person_summary(user_id)
+    if summary is None:
+        return AccountBilling(None, None, None, None, None, None, None)
+    return summary.billing
+
+
+_CATALOGUE_SQL = """
+SELECT p AS plan,
+       ARRAY(SELECT pr FROM price pr WHERE pr.plan_id = p.id AND pr.active ORDER BY pr.id) AS prices,
+       ARRAY(SELECT pf.feature_lookup_key FROM plan_feature pf WHERE pf.plan_id = p.id ORDER BY pf.id) AS feature_keys
+FROM plan p WHERE p.active ORDER BY p.sort_order, p.id
+"""
 
 
 async def plans_with_prices() -> list[dict[str, Any]]:
-    """Active plans in catalogue order, each with its active prices by kind (monthly/yearly/lifetime)."""
-    plans = await Plan.objects().where(Plan.active == True).order_by(Plan.sort_order).output(load_json=True)  # noqa: E712
-    prices = await Price.objects().where(Price.active == True)  # noqa: E712
+    """Active plans in catalogue order, in one SQL statement: `[{plan, prices, feature_keys}]`.
+
+    `plan.features` is the decoded JSON list; `prices` holds the active prices by kind (`monthly`,
+    `yearly`, `lifetime`; the newest wins); `feature_keys` the lookup keys of the plan's Features.
+    """
     result = []
-    for plan in plans:
+    for row in await Plan.raw(_CATALOGUE_SQL):
+        plan = row_of(Plan, row["plan"])
+        assert plan is not None
+        plan.features = json.loads(plan.features) if isinstance(plan.features, str) else plan.features
         by_kind: dict[str, Price] = {}
-        for price in prices:
-            if price.plan != plan.id:
-                continue
-            kind = {"month": "monthly", "year": "yearly"}.get(price.interval or "", "lifetime")
-            by_kind[kind] = price
-        result.append({"plan": plan, "prices": by_kind})
+        for record in row["prices"]:
+            price = row_of(Price, record)
+            assert price is not None
+            by_kind[{"month": "monthly", "year": "yearly"}.get(price.interval or "", "lifetime")] = price
+        result.append({"plan": plan, "prices": by_kind, "feature_keys": list(row["feature_keys"])})
     return result

@@ -601,59 +601,44 @@ async def is_entitled(user_id: int, feature: str, now: datetime | None = None) -
     )
 
 
-async def what_you_have(user_id: int, now: datetime | None = None) -> list[dict[str, Any]]:
-    """The account page's list: `[{feature, name, description, until, source}]` in force now, by name."""
-    rows = await entitled_features(user_id, now)
-    names = {
-        r["lookup_key"]: r["name"]
-        for r in await Feature.select(Feature.lookup_key, Feature.name).where(
-            Feature.lookup_key.is_in(list(rows) or ["-"])
-        )
-    }
+@dataclass(frozen=True)
+class FeatureInForce:
+    """A feature a person may use now (one of their `entitlement` rows still in force), with its name."""
+
+    feature: str
+    name: str
+    description: str
+    until: datetime | None
+    source: str
+
+
+def what_you_have(features: list[FeatureInForce]) -> list[dict[str, Any]]:
+    """The account page's list: `[{feature, name, description, until, source}]` by name (case-insensitive)."""
     listed = [
-        {"feature": k, "name": names.get(k, k), "description": r.description, "until": r.until, "source": r.source}
-        for k, r in rows.items()
+        {"feature": f.feature, "name": f.name, "description": f.description, "until": f.until, "source": f.source}
+        for f in features
     ]
     return sorted(listed, key=lambda e: str(e["name"]).lower())
 
 
-async def features_lost(user_id: int, plan_ids: list[int]) -> tuple[list[str], dict[int, list[str]]]:
+def features_lost(
+    features: list[FeatureInForce], plan_features: dict[int, list[str]]
+) -> tuple[list[str], dict[int, list[str]]]:
     """What a person would lose: `(on cancelling, {plan id: on switching to that plan})`, as feature names.
 
-    Only features that come from their subscription can be lost; lifetime and operator grants stay.
+    `features` are the person's features in force; `plan_features` the lookup keys of each plan a switch
+    to is considered. Only features that come from their subscription can be lost; lifetime and
+    operator grants stay.
     """
-    rows = await entitled_features(user_id)
-    from_subscription = {k for k, r in rows.items() if r.source in ("subscription", "stripe")}
-    if not from_subscription:
+    names = {f.feature: f.name for f in features if f.source in ("subscription", "stripe")}
+    if not names:
         return [], {}
-    by_plan = await plan_feature_names(plan_ids)
-    names = {
-        r["lookup_key"]: r["name"]
-        for r in await Feature.select(Feature.lookup_key, Feature.name).where(
-            Feature.lookup_key.is_in(list(from_subscription))
-        )
-    }
 
     def named(keys: set[str]) -> list[str]:
-        return sorted((names.get(k, k) for k in keys), key=str.lower)
+        return sorted((names[k] for k in keys), key=str.lower)
 
-    switching = {plan_id: named(from_subscription - {k for k, _ in by_plan.get(plan_id, [])}) for plan_id in plan_ids}
-    return named(from_subscription), switching
-
-
-async def plan_feature_names(plan_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
-    """Each plan's features as `(lookup key, name)`, in catalogue order."""
-    rows = (
-        await PlanFeature.select(PlanFeature.plan.as_alias("plan"), PlanFeature.feature_lookup_key)
-        .where(PlanFeature.plan.is_in(plan_ids or [-1]))
-        .order_by(PlanFeature.id)
-    )
-    names = {r["lookup_key"]: r["name"] for r in await Feature.select(Feature.lookup_key, Feature.name)}
-    out: dict[int, list[tuple[str, str]]] = {}
-    for row in rows:
-        key = row["feature_lookup_key"]
-        out.setdefault(row["plan"], []).append((key, names.get(key, key)))
-    return out
+    switching = {plan_id: named(set(names) - set(keys)) for plan_id, keys in plan_features.items()}
+    return named(set(names)), switching
 
 
 # --------------------------------------------------------------------------- catalogue

@@ -8,7 +8,7 @@ from litestar import Controller, Request, get
 from litestar.params import FromQuery
 from litestar.response import Template
 
-from app.billing.service import account_billing, plans_with_prices
+from app.billing.service import person_summary, plans_with_prices
 from app.entitlements.service import features_lost
 from app.web.htmx import page_or_fragment
 
@@ -24,16 +24,17 @@ class PlansController(Controller):
     ) -> Template:
         """Plan cards for the monthly or yearly switch; an htmx request gets the switch and the cards."""
         user_id = request.session.get("user_id")
-        billing = await account_billing(user_id) if isinstance(user_id, int) else None
+        person = await person_summary(user_id) if isinstance(user_id, int) else None
+        billing = person.billing if person is not None else None
         plans = await plans_with_prices()
         lose: dict[int, list[str]] = {}
         subscription = billing.subscription if billing is not None else None
         current = billing.subscription_plan if billing is not None and subscription is not None else None
-        if subscription is not None and current is not None:
+        if person is not None and current is not None:
             # Only a move down the catalogue (a lower tier) takes features away; an upgrade replaces a
             # limit by a larger one ("5 GB storage" by "100 GB storage"), which is no loss to warn about.
-            lower = [entry["plan"].id for entry in plans if entry["plan"].sort_order < current.sort_order]
-            _, lose = await features_lost(subscription.user, lower)
+            lower = {e["plan"].id: e["feature_keys"] for e in plans if e["plan"].sort_order < current.sort_order}
+            _, lose = features_lost(person.features, lower)
         context = {
             "plans": plans,
             "lose": lose,

@@ -29,6 +29,7 @@ from app.portal.service import (
     record_cancellation_reason,
 )
 from app.stripe_gateway import StripeGateway, StripeRequestRejected, StripeUnavailable
+from app.web.dependencies import signed_in_person
 from app.web.errors import error_response, stripe_failure_response, stripe_refusal_response
 from app.web.guards import requires_login
 from app.web.i18n import date, request_preferences
@@ -60,10 +61,11 @@ class PortalController(Controller):
     guards = [requires_login]  # noqa: RUF012
 
     @get("/", name="portal:index", cache=False)
-    async def index(self, current_user: NamedDependency[User]) -> Template:
-        """One card per workflow, each explaining what it does."""
-        entry = await portal_entry_points(current_user.id)
-        cancel_loses, _ = await features_lost(current_user.id, [])
+    async def index(self, request: Request[Any, Any, Any]) -> Template:
+        """One card per workflow, each explaining what it does (one query)."""
+        person = await signed_in_person(request)
+        entry = portal_entry_points(person.billing)
+        cancel_loses, _ = features_lost(person.features, {})
         return Template(
             template_name="portal/index.html",
             context={"spec": load_portal_spec(), **entry, "cancel_loses": cancel_loses},

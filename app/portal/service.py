@@ -7,6 +7,7 @@ https://docs.stripe.com/customer-management/portal-deep-links
 
 from __future__ import annotations
 
+import functools
 import json
 import tomllib
 from dataclasses import dataclass
@@ -15,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from app.auth.tables import User
-from app.billing.changes import Change, as_json, describe_changes, snapshot
-from app.billing.service import active_subscription, lifetime_payment
+from app.billing.changes import Change, as_json, describe_changes, snapshot, snapshot_of
+from app.billing.service import AccountBilling, active_subscription
 from app.billing.sync import sync_customer
-from app.billing.tables import Customer, Plan, Price
+from app.billing.tables import LIVE_STATUSES, Customer, Plan, Price, Subscription
+from app.db import row_of
 from app.portal.tables import PortalConfiguration, PortalSession
 from app.settings import PROJECT_ROOT
 from app.stripe_gateway import StripeGateway
@@ -83,11 +85,19 @@ class PortalSpec:
 
 
 def load_portal_spec(path: Path = DEFAULT_PORTAL_FILE) -> PortalSpec:
-    """Read `portal.toml`.
+    """Read `portal.toml`, parsed once per version of the file (its modification time and size).
+
+    `/portal` shows the workflows on every visit; the file changes only with a deployment.
 
     Raises:
         ValueError: a workflow is missing or names an unknown feature.
     """
+    stat = path.stat()
+    return _parse_portal_spec(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_portal_spec(path: Path, mtime_ns: int, size: int) -> PortalSpec:
     data = tomllib.loads(path.read_text())
     known = {
         "payment_method_update",
@@ -192,14 +202,15 @@ async def push_portal(gateway: StripeGateway, spec: PortalSpec) -> list[str]:
 async def _flow_data(
     gateway: StripeGateway,
     customer: Customer,
+    subscription: Subscription | None,
     workflow: str,
     return_url: str,
     price_lookup_key: str | None,
     coupon: str | None,
 ) -> dict[str, Any] | None:
-    """`flow_data` for a workflow (None: the portal homepage), redirecting back after completion."""
+    """`flow_data` for a workflow (None: the portal homepage), redirecting back after completion;
+    `subscription` is the person's live one (`active_subscription`)."""
     after = {"type": "redirect", "redirect": {"return_url": return_url}}
-    subscription = await active_subscription(customer.user)
     if workflow == "payment_update":
         return {"type": "payment_method_update", "after_completion": after}
     if workflow == "subscription_management" and subscription is not None:
@@ -258,6 +269,24 @@ async def create_portal_session(
     return opened.url
 
 
+_OPENING_SQL = """
+SELECT c AS customer,
+       (SELECT pc FROM portal_configuration pc WHERE pc.workflow = {}) AS configuration,
+       live.live_row AS subscription, snap.snap_row AS snapshot_subscription, sp AS snapshot_price,
+       spl AS snapshot_plan, nextval(pg_get_serial_sequence('portal_session', 'id')) AS row_id
+FROM customer c
+LEFT JOIN LATERAL (SELECT ls AS live_row FROM subscription ls  -- as `active_subscription`
+                   WHERE ls.user_id = c.user_id AND ls.status = ANY({}::varchar[])
+                   ORDER BY array_position({}::varchar[], ls.status), ls.id DESC LIMIT 1) live ON true
+LEFT JOIN LATERAL (SELECT ss AS snap_row, ss.price_id AS snap_price_id FROM subscription ss  -- as `snapshot`
+                   WHERE ss.user_id = c.user_id
+                   ORDER BY ss.status = ANY({}::varchar[]) DESC, ss.id DESC LIMIT 1) snap ON true
+LEFT JOIN price sp ON sp.id = snap.snap_price_id
+LEFT JOIN plan spl ON spl.id = sp.plan_id
+WHERE c.user_id = {} AND NOT c.deleted
+"""
+
+
 @dataclass(frozen=True)
 class OpenedPortalSession:
     """A Billing Portal Session just created: Stripe's `bps_…` id, its URL, where it returns, and
@@ -300,17 +329,29 @@ async def open_portal_session(
     """
     if workflow not in (*WORKFLOWS, PLAN_CHANGE, OVERVIEW):
         raise UnknownWorkflow("Unknown workflow.")
-    customer = await Customer.objects().get((Customer.user == user.id) & (Customer.deleted == False))  # noqa: E712
-    if customer is None:
-        raise NoCustomer
     configuration_key = "subscription_management" if workflow == PLAN_CHANGE else workflow
-    configuration = await PortalConfiguration.objects().get(PortalConfiguration.workflow == configuration_key)
-    before = await snapshot(user.id)
-    # Mint the row's id first (the return URL carries it), call Stripe with no connection held, then insert.
-    minted = await PortalSession.raw("SELECT nextval(pg_get_serial_sequence('portal_session', 'id')) AS id")
-    row_id = int(minted[0]["id"])
+    # One statement before Stripe is called: the customer, the workflow's configuration, the billing
+    # snapshot and the live subscription, and the row's id minted from the sequence (the return URL
+    # carries it). Stripe is then called with no connection held, and the row inserted after.
+    live = list(LIVE_STATUSES)
+    rows = await PortalSession.raw(_OPENING_SQL, configuration_key, live, live, live, user.id)
+    if not rows:
+        raise NoCustomer
+    facts = rows[0]
+    customer = row_of(Customer, facts["customer"])
+    assert customer is not None
+    configuration = row_of(PortalConfiguration, facts["configuration"])
+    snapshot_price = row_of(Price, facts["snapshot_price"])
+    before = snapshot_of(
+        customer,
+        row_of(Subscription, facts["snapshot_subscription"]),
+        snapshot_price,
+        row_of(Plan, facts["snapshot_plan"]),
+    )
+    row_id = int(facts["row_id"])
     back = return_url or f"{base_url}/portal/return?ps={row_id}"
-    flow = await _flow_data(gateway, customer, workflow, back, price_lookup_key, retention_coupon)
+    subscription = row_of(Subscription, facts["subscription"])
+    flow = await _flow_data(gateway, customer, subscription, workflow, back, price_lookup_key, retention_coupon)
     params: dict[str, Any] = {"customer": customer.stripe_customer_id, "return_url": back}
     if configuration_id is not None:
         params["configuration"] = configuration_id
@@ -321,8 +362,14 @@ async def open_portal_session(
     if flow is not None:
         params["flow_data"] = flow
     session = await gateway.create_portal_session(params)
-    await PortalSession.insert(
-        PortalSession(id=row_id, user=user.id, workflow=workflow, before=before, stripe_session_id=session["id"])
+    await PortalSession.raw(
+        "INSERT INTO portal_session (id, user_id, workflow, before, stripe_session_id, created_at)"
+        " VALUES ({}, {}, {}, {}::jsonb, {}, now())",
+        row_id,
+        user.id,
+        workflow,
+        json.dumps(before),
+        session["id"],
     )
     return OpenedPortalSession(
         id=str(session["id"]),
@@ -390,12 +437,10 @@ async def complete_return(
     )
 
 
-async def portal_entry_points(user_id: int) -> dict[str, Any]:
-    """Which portal buttons the account page shows: by subscription kind and whether a customer exists."""
-    customer = await Customer.objects().get((Customer.user == user_id) & (Customer.deleted == False))  # noqa: E712
-    subscription = await active_subscription(user_id)
-    lifetime = await lifetime_payment(user_id)
-    return {"customer": customer, "subscription": subscription, "lifetime": lifetime}
+def portal_entry_points(billing: AccountBilling) -> dict[str, Any]:
+    """Which portal workflows `/portal` offers: by subscription kind and whether a (not deleted) customer exists."""
+    customer = billing.customer if billing.customer is not None and not billing.customer.deleted else None
+    return {"customer": customer, "subscription": billing.subscription, "lifetime": billing.lifetime}
 
 
 # Stripe's own wording of `cancellation_details.feedback` values in its portal.

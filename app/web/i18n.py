@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date as Date
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -46,6 +47,7 @@ def babel_locale(tag: str) -> Locale:
     return Locale.parse(tag)
 
 
+@lru_cache(maxsize=4096)  # Babel's formatting is the costly part of a page's money; amounts repeat
 def format_money(amount_cents: int, currency: str, locale: str = "en_US") -> str:
     """(1999, "usd", "en_US") → "$19.99"; (1999, "eur", "de_DE") → "19,99 €"; (500, "jpy") → "¥500"."""
     return format_currency(amount_decimal(amount_cents, currency), currency.upper(), locale=babel_locale(locale))
@@ -146,7 +148,7 @@ def date(context: Mapping[str, Any], value: datetime | None, format: str = "medi
     if value is None:
         return "—"
     locale, tz = _request_settings(context)
-    return format_date(value.astimezone(tz).date(), format=format, locale=babel_locale(locale))
+    return _format_date(value.astimezone(tz).date(), format, locale)
 
 
 def datetime_(context: Mapping[str, Any], value: datetime | None, format: str = "medium") -> str:
@@ -154,5 +156,16 @@ def datetime_(context: Mapping[str, Any], value: datetime | None, format: str = 
     if value is None:
         return "—"
     locale, tz = _request_settings(context)
+    return _format_datetime(value, format, tz, locale)
+
+
+# Babel's formatting is most of what a page spends on its dates; the same dates come back on every visit.
+@lru_cache(maxsize=4096)
+def _format_date(day: Date, format: str, locale: str) -> str:
+    return format_date(day, format=format, locale=babel_locale(locale))
+
+
+@lru_cache(maxsize=4096)
+def _format_datetime(value: datetime, format: str, tz: ZoneInfo, locale: str) -> str:
     shown = format_datetime(value, format=format, tzinfo=tz, locale=babel_locale(locale))
     return f"{shown} {value.astimezone(tz).tzname()}"

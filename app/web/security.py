@@ -16,8 +16,8 @@ Litestar's own handler, so they also cover 404s and error pages that never reach
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,9 +29,12 @@ from app.settings import Settings
 from app.web.logs import bind_request
 
 access_logger = structlog.get_logger("app.access")
+_access_level = logging.getLogger("app.access")
 
 STRIPE_HOSTED_ORIGINS = ("https://checkout.stripe.com", "https://billing.stripe.com")
-QUIET_PATHS = ("/static/", "/healthz", "/metrics")
+# Answered below 400, these are logged at DEBUG only: assets, probes, and Stripe's webhook deliveries
+# (Stripe keeps its own log of every delivery; a refused one is logged as a warning by the endpoint).
+QUIET_PATHS = ("/static/", "/healthz", "/metrics", "/webhooks/stripe")
 
 
 def _origin(url: str | None) -> str | None:
@@ -103,7 +106,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex
+        request_id = os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         bind_request(request_id=request_id)
@@ -129,15 +132,18 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_headers)
         finally:
             level = logging.DEBUG if path.startswith(QUIET_PATHS) and status < 400 else logging.INFO
-            access_logger.log(
-                level,
-                "request",
-                method=scope.get("method", "GET"),
-                path=path,
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
-                client=(scope.get("client") or ("-",))[0],
-            )
+            # structlog runs its processors before the standard library drops a line below the
+            # level, so ask first: a webhook delivery would otherwise pay for a line nobody sees.
+            if _access_level.isEnabledFor(level):
+                access_logger.log(
+                    level,
+                    "request",
+                    method=scope.get("method", "GET"),
+                    path=path,
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                    client=(scope.get("client") or ("-",))[0],
+                )
             structlog.contextvars.clear_contextvars()
 
     def _is_personal(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> bool:

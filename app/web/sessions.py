@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,10 @@ PURGE_EVERY_SECONDS = 3600
 _ROTATE = "billing.rotate_session"
 _NEW_ID = "billing.new_session_id"
 _LOADED = "billing.session_loaded"
+_LOADED_AS = "billing.session_loaded_as"
+_SAVED_AT = "_saved_at"
+REWRITE_AFTER_SECONDS = 3600
+"""An unchanged session is written again (its expiry and cookie renewed) at most this often."""
 
 
 def rotate_session(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
@@ -57,7 +62,12 @@ class RotatingSessionBackend(ServerSideSessionBackend):
         """The stored session (or `{}`); a signed-in person's id is added to this request's log lines."""
         data = await super().load_from_connection(connection)
         if data:
-            connection.scope.setdefault("state", {})[_LOADED] = True
+            state = connection.scope.setdefault("state", {})
+            state[_LOADED] = True
+            # When it was last written stays out of the request's session; what was loaded is kept
+            # serialized, so that a change made in place (a flash appended to a list) is seen too.
+            saved_at = data.pop(_SAVED_AT, None)
+            state[_LOADED_AS] = (self.serialize_data(data, connection.scope), saved_at)
         if isinstance(data.get("user_id"), int):
             bind_request(user_id=data["user_id"])
         return data
@@ -69,7 +79,12 @@ class RotatingSessionBackend(ServerSideSessionBackend):
     async def store_in_message(
         self, scope_session: ScopeSession, message: Message, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> None:
-        """Save a non-empty session (new id after `rotate_session`); delete an emptied one; else nothing."""
+        """Save a changed session (new id after `rotate_session`); delete an emptied one; else nothing.
+
+        An unchanged session is not written (no store round trip, no `Set-Cookie`) unless its last
+        write is more than `REWRITE_AFTER_SECONDS` old, which keeps a signed-in person's 14 days of
+        inactivity sliding.
+        """
         state: dict[str, Any] = connection.scope.setdefault("state", {})
         store = self.config.get_store_from_app(connection.scope["app"])
         headers = MutableScopeHeaders.from_message(message)
@@ -90,10 +105,17 @@ class RotatingSessionBackend(ServerSideSessionBackend):
         elif sent_id and not state.get(_LOADED) and not state.get(_NEW_ID):
             # An id we never issued (or one that expired): never adopt a client-chosen session id.
             state[_NEW_ID] = self.generate_session_id()
+        loaded = state.get(_LOADED_AS)
+        if loaded is not None and not state.get(_NEW_ID) and sent_id:
+            body, saved_at = loaded
+            fresh = isinstance(saved_at, int | float) and time.time() - saved_at < REWRITE_AFTER_SECONDS
+            if fresh and self.serialize_data(scope_session, connection.scope) == body:
+                return
         session_id = self.get_session_id(connection)
         signed_in = isinstance(scope_session, dict) and scope_session.get("user_id") is not None
         expires_in = int(self.config.max_age) if signed_in else min(PENDING_SESSION_TTL, int(self.config.max_age))
-        await store.set(session_id, self.serialize_data(scope_session, connection.scope), expires_in=expires_in)
+        stored = {**scope_session, _SAVED_AT: int(time.time())} if isinstance(scope_session, dict) else scope_session
+        await store.set(session_id, self.serialize_data(stored, connection.scope), expires_in=expires_in)
         headers.add("Set-Cookie", Cookie(value=session_id, key=self.config.key, **cookie_params).to_header(header=""))
 
 

@@ -36,6 +36,7 @@ from app.billing.tables import StripeEvent
 from app.db import retry_if_connection_lost
 from app.settings import WorkerSettings
 from app.stripe_gateway import StripeGateway, StripeRateLimited, from_unix
+from piccolo_conf import DB
 
 logger = logging.getLogger(__name__)
 
@@ -207,29 +208,37 @@ def validate_event(event: dict[str, Any], body: bytes) -> None:
         raise MalformedEvent("the payment intent the event names is not a Stripe id")
 
 
+# One statement, no ORM query building: this runs for every delivery Stripe makes.
+_INSERT_EVENT = (
+    "INSERT INTO stripe_event (stripe_event_id, type, api_version, created, livemode, payload, stripe_customer_id,"
+    " status, attempts, next_attempt_at, received_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, 0, now(), now())"
+    " ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id"
+)
+
+
 async def record_event(event: dict[str, Any], body: bytes | None = None) -> bool:
     """Store a verified event (`validate_event` first); True when new, False for a duplicate delivery.
 
     `body` is the raw JSON as received: stored as is, not re-encoded. Events of types this app does
-    not handle are stored as `ignored`.
+    not handle are stored as `ignored`. One `INSERT … ON CONFLICT DO NOTHING` on a pooled connection
+    (inside a transaction of the caller's, or without a pool, through Piccolo's engine).
     """
     target = target_of(event)
-    rows = (
-        await StripeEvent.insert(
-            StripeEvent(
-                stripe_event_id=event["id"],
-                type=str(event.get("type")),
-                api_version=event.get("api_version"),
-                created=from_unix(event.get("created")) or datetime.now(UTC),
-                livemode=bool(event.get("livemode")),
-                payload=body.decode() if body is not None else event,
-                stripe_customer_id=target.key if target else None,
-                status="pending" if target else "ignored",
-            )
-        )
-        .on_conflict(target=StripeEvent.stripe_event_id, action="DO NOTHING")
-        .returning(StripeEvent.id)
+    values = (
+        event["id"],
+        str(event.get("type")),
+        event.get("api_version"),
+        from_unix(event.get("created")) or datetime.now(UTC),
+        bool(event.get("livemode")),
+        body.decode() if body is not None else json.dumps(event),
+        target.key if target else None,
+        "pending" if target else "ignored",
     )
+    if DB.pool is not None and DB.current_transaction.get() is None:
+        async with DB.pool.acquire() as connection:
+            return await connection.fetchval(_INSERT_EVENT, *values) is not None
+    rows = await StripeEvent.raw(re.sub(r"\$\d+", "{}", _INSERT_EVENT), *values)
     return bool(rows)
 
 
