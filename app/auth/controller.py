@@ -14,6 +14,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from app.auth.oidc import OIDCClient, SignInError
 from app.auth.service import roles_from_claims, upsert_user
+from app.web.i18n import SESSION_LANGUAGE_KEY
 from app.web.redirects import safe_next_path
 from app.web.sessions import rotate_session
 
@@ -101,6 +102,7 @@ class AuthController(Controller):
                 "roles": list(user.roles or []),
                 "id_token": tokens["id_token"],
                 "signed_in_at": int(time.time()),
+                **({SESSION_LANGUAGE_KEY: user.locale} if user.locale else {}),
             }
         )
         logger.info("User %s signed in", user.id)

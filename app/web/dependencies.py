@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from app.auth.oidc import OIDCClient
 from app.auth.tables import User
 from app.web.guards import LoginRequired
+from app.web.i18n import remember_user_language
 
 
 def provide_oidc(state: State) -> OIDCClient:
@@ -19,7 +20,7 @@ def provide_oidc(state: State) -> OIDCClient:
 
 
 async def provide_current_user(request: Request[Any, Any, Any]) -> User:
-    """The signed-in `User` row.
+    """The signed-in `User` row; its chosen language (`user.locale`) then decides the page's language.
 
     Raises:
         LoginRequired: no user id in the session, or the user no longer exists.
@@ -29,4 +30,5 @@ async def provide_current_user(request: Request[Any, Any, Any]) -> User:
     if user is None:
         request.clear_session()
         raise LoginRequired
+    remember_user_language(request, user.locale)
     return user

@@ -57,7 +57,16 @@ def has_role(context: Mapping[str, Any], *roles: str) -> bool:
 
 
 def configure_engine(engine: JinjaTemplateEngine) -> None:
-    """Register this module's callables on the engine."""
+    """Register this module's callables on the engine, and Jinja's i18n extension with newstyle
+    gettext bound to the request's language (`{{ _("Plan") }}`, `{% trans %}`, `ngettext`)."""
+    env = engine.engine
+    env.add_extension("jinja2.ext.i18n")
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_callables(  # type: ignore[attr-defined]
+        i18n.template_gettext, i18n.template_ngettext, newstyle=True
+    )
+    engine.register_template_callable("page_language", i18n.page_language)
+    engine.register_template_callable("languages", i18n.languages)
     engine.register_template_callable("session_value", session_value)
     engine.register_template_callable("has_session", has_session)
     engine.register_template_callable("brand", brand)
