@@ -15,7 +15,7 @@ translations: bootstrap  ## compile app/translations/*/LC_MESSAGES/messages.po t
 	@$(UV) run --frozen pybabel -q compile -d app/translations
 
 messages: bootstrap  ## extract the marked strings and merge them into every language's catalog
-	$(UV) run --frozen pybabel extract -F babel.cfg -k N_ --no-location --sort-output --omit-header -o app/translations/messages.pot .
+	$(UV) run --frozen python -m babel.messages.frontend extract -F babel.cfg -k N_ --no-location --sort-output --omit-header -o app/translations/messages.pot .
 	$(UV) run --frozen pybabel update -i app/translations/messages.pot -d app/translations --no-fuzzy-matching --ignore-obsolete --omit-header
 
 run: bootstrap translations  ## serve the app on PORT (8000) with embedded defaults for what is not configured

@@ -52,8 +52,8 @@ from app.stripe_gateway import StripeGateway
 from app.web.dependencies import provide_current_user, provide_oidc
 from app.web.errors import EXCEPTION_HANDLERS
 from app.web.health import healthz
-from app.web.logs import configure_logging
 from app.web.i18n import check_catalogs
+from app.web.logs import configure_logging
 from app.web.pages import home, not_found, set_language
 from app.web.security import wrap_app
 from app.web.sessions import purge_expired_sessions, rate_limit_store, session_config, session_store

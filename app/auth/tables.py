@@ -20,5 +20,8 @@ class User(Table, tablename="user"):
     created_at = Timestamptz(default=TimestamptzNow())
     last_login_at = Timestamptz(default=TimestamptzNow())
     locale = Varchar(
-        length=16, null=True, default=None, help_text="The page language the person chose (`de`), or null: the browser's"
+        length=16,
+        null=True,
+        default=None,
+        help_text="The page language the person chose (`de`), or null: the browser's",
     )

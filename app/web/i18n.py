@@ -69,6 +69,7 @@ def check_catalogs() -> None:
     for language in LANGUAGES:
         translations(language)
 
+
 # Stripe amounts are in the currency's smallest unit; these currencies have none below the unit
 # (https://docs.stripe.com/currencies#zero-decimal) or three decimals (#three-decimal).
 ZERO_DECIMAL_CURRENCIES = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
@@ -210,7 +211,7 @@ def chosen_language(request: Any) -> str | None:
         session.get(SESSION_LANGUAGE_KEY) if isinstance(session, dict) else None,
         request.cookies.get(LANGUAGE_COOKIE),
     ):
-        if language_of(value) and len(value) <= 8:
+        if isinstance(value, str) and len(value) <= 8 and language_of(value):
             return language_of(value)
     return None
 
@@ -311,6 +312,15 @@ def template_gettext(context: Any, message: str) -> str:
     """Jinja's `gettext`/`_` (wrapped by the i18n extension's newstyle gettext) in the page's language."""
     preferences = _context_preferences(context)
     return (preferences.translations if preferences else translations("en")).ugettext(message)
+
+
+@pass_context
+def translate_filter(context: Any, value: Any) -> Any:
+    """Jinja filter `t`: a string from data (a feature name of `plans.toml`) in the page's language,
+    as written when the catalog does not have it. `{{ features | map('t') | join(', ') }}`."""
+    if not isinstance(value, str) or not value:
+        return value
+    return template_gettext(context, value)
 
 
 @pass_context

@@ -65,6 +65,7 @@ def configure_engine(engine: JinjaTemplateEngine) -> None:
     env.install_gettext_callables(  # type: ignore[attr-defined]
         i18n.template_gettext, i18n.template_ngettext, newstyle=True
     )
+    env.filters["t"] = i18n.translate_filter
     engine.register_template_callable("page_language", i18n.page_language)
     engine.register_template_callable("languages", i18n.languages)
     engine.register_template_callable("session_value", session_value)
