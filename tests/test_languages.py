@@ -15,7 +15,8 @@ from babel.messages.pofile import read_po
 
 from app.auth.tables import User
 from app.web.i18n import LANGUAGES, TRANSLATIONS_DIR, resolve_language, stripe_locale
-from tests.support.billing import checkout_url, signed_in_user
+from e2e.stripe_emulator.hosted import tr, use_locale
+from tests.support.billing import buy, checkout_url, signed_in_user
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,6 +78,15 @@ def test_language_order() -> None:
     assert stripe_locale("fr_CA") == "fr-CA" and stripe_locale("gsw") == "auto" and stripe_locale("pt_BR") == "pt-BR"
 
 
+def test_emulator_pages_follow_the_session_locale_then_the_browser() -> None:
+    use_locale("fr-CA", "de-DE")
+    assert tr("Card number") == "Numéro de carte"
+    use_locale("auto", "ja-JP, es-MX;q=0.8")
+    assert tr("Card number") == "Número de tarjeta"
+    use_locale(None, None)
+    assert tr("Card number") == "Card number"
+
+
 def html_lang(page: httpx.Response) -> str:
     match = re.search(r'<html lang="([^"]+)"', page.text)
     assert match, page.text[:200]
@@ -136,6 +146,22 @@ async def test_signed_in_choice_is_kept_on_the_user_and_reaches_stripe(
     cs_id = urlsplit(url).path.rsplit("/", 1)[-1]
     session = await gateway.client.v1.checkout.sessions.retrieve_async(cs_id)
     assert session["locale"] == "de"
+    async with httpx.AsyncClient() as browser:  # Stripe's page follows the session's locale, not the browser
+        checkout = await browser.get(url, headers={"Accept-Language": "en-US"})
+    assert '<html lang="de">' in checkout.text and "Kartennummer" in checkout.text and "Card number" not in checkout.text
+    assert "19,00\xa0$" in checkout.text and "Pro abonnieren" in checkout.text
+
+    await buy(billing_client, "pro_monthly")
+    opened = await billing_client.post(
+        "/portal/sessions", data={"workflow": "overview", "_csrf_token": billing_client.cookies.get("billing_csrf")}
+    )
+    assert opened.status_code == 303, opened.text
+    created = [e async for e in gateway.events(type="billing_portal.session.created")]
+    assert created[0]["data"]["object"]["locale"] == "de"
+    async with httpx.AsyncClient(follow_redirects=True) as browser:
+        portal = await browser.get(opened.headers["location"])
+    assert "Aktuelles Abonnement" in portal.text and "Rechnungsverlauf" in portal.text
+    assert "Current subscription" not in portal.text
 
     await User.update({User.locale: "fr"}).where(User.id == user.id)  # chosen on another device
     french = await billing_client.get("/account", headers={"Accept-Language": "de-CH"})

@@ -1,5 +1,6 @@
 """A Babel extractor for the operator's content files (`babel.cfg`): the words of `plans.toml`
-(plan descriptions, feature names) and `portal.toml` (workflow titles and descriptions), so the
+(plan descriptions, feature names) and `portal.toml` (workflow titles and descriptions, the
+portal headline), so the
 shipped catalogue is shown in every page language. Names (`Starter`, `Pro`) stay as they are.
 
 Pages translate these with `_(plan.description)` / `| t`; a string an operator adds later is shown
@@ -12,13 +13,13 @@ import tomllib
 from collections.abc import Iterator
 from typing import IO, Any
 
-TRANSLATED_KEYS = frozenset({"description", "title"})
+TRANSLATED_KEYS = frozenset({"description", "title", "headline"})
 
 
 def extract_toml(
     fileobj: IO[bytes], keywords: Any, comment_tags: Any, options: Any
 ) -> Iterator[tuple[int, str, str, list[str]]]:
-    """Yield `(line, "gettext", text, [])` for every `title`, `description` and feature `name`."""
+    """Yield `(line, "gettext", text, [])` for every `title`, `description`, `headline` and feature `name`."""
     raw = fileobj.read().decode("utf-8")
     lines = raw.splitlines()
 
