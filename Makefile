@@ -15,8 +15,8 @@ translations: bootstrap  ## compile app/translations/*/LC_MESSAGES/messages.po t
 	@$(UV) run --frozen pybabel -q compile -d app/translations
 
 messages: bootstrap  ## extract the marked strings and merge them into every language's catalog
-	$(UV) run --frozen python -m babel.messages.frontend extract -F babel.cfg -k N_ --no-location --sort-output --omit-header -o app/translations/messages.pot .
-	$(UV) run --frozen pybabel update -i app/translations/messages.pot -d app/translations --no-fuzzy-matching --ignore-obsolete --omit-header
+	$(UV) run --frozen python -m babel.messages.frontend extract -F babel.cfg -k N_ --no-location --sort-output -o app/translations/messages.pot .
+	$(UV) run --frozen pybabel update -i app/translations/messages.pot -d app/translations --no-fuzzy-matching --ignore-obsolete --no-location --width 120
 
 run: bootstrap translations  ## serve the app on PORT (8000) with embedded defaults for what is not configured
 	$(UV) run --frozen python -m app.devstack
