@@ -16,7 +16,7 @@ translations: bootstrap  ## compile app/translations/*/LC_MESSAGES/messages.po t
 
 messages: bootstrap  ## extract the marked strings and merge them into every language's catalog
 	$(UV) run --frozen python -m babel.messages.frontend extract -F babel.cfg -k N_ --no-location --sort-output -o app/translations/messages.pot .
-	$(UV) run --frozen pybabel update -i app/translations/messages.pot -d app/translations --no-fuzzy-matching --ignore-obsolete --no-location --width 120
+	$(UV) run --frozen pybabel update -i app/translations/messages.pot -d app/translations --no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date
 
 run: bootstrap translations  ## serve the app on PORT (8000) with embedded defaults for what is not configured
 	$(UV) run --frozen python -m app.devstack
