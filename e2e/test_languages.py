@@ -16,7 +16,7 @@ import secrets
 import shutil
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, ViewportSize, expect
 
 from e2e.conftest import SCREENSHOTS, LiveStack
 from e2e.pages.app import PlansPage
@@ -25,7 +25,7 @@ from e2e.pages.stripe import CARDS, EmulatorCheckout
 
 pytestmark = pytest.mark.browser
 
-SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+SIZES: dict[str, ViewportSize] = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 LANGUAGES = ("de", "fr", "es")
 # English words and phrases of the UI that no other language's page may show (case-sensitive, whole words).
 ENGLISH = [
