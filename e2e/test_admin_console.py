@@ -164,6 +164,42 @@ async def test_operator_manages_the_portal_from_the_console(
     await no_serious_axe_violations(page)
     await page.screenshot(path=shot("customer"), full_page=True)
 
+    # Entitlements: a dated grant with a note, shown with its source; the host is told through the outbox.
+    await page.get_by_label("Feature", exact=True).select_option("custom_domain")
+    await page.get_by_label("Ends on (UTC, optional)").fill(f"{datetime.now(UTC).year + 1}-01-31")
+    await page.get_by_label("Note (optional)").fill("Launch partner")
+    await page.get_by_role("button", name="Grant", exact=True).click()
+    await expect(page.get_by_text(re.compile(r"Granted custom_domain until \d{4}-01-31 \(UTC\)\."))).to_be_visible()
+    await expect(page.locator("#entitlements")).to_contain_text("Launch partner")
+    await page.get_by_label("Feature", exact=True).select_option("priority_support")
+    await page.get_by_label("Ends on (UTC, optional)").fill("2020-01-01")
+    await page.get_by_role("button", name="Revoke", exact=True).click()
+    await expect(page.get_by_text("The end date must be in the future (UTC).")).to_be_visible()
+    await no_serious_axe_violations(page)
+    await page.locator("#entitlements").screenshot(path=shot("customer-entitlements"))
+
+    # Host API keys: created, shown once.
+    await page.get_by_role("link", name="API keys").click()
+    await page.get_by_label("Name", exact=True).fill("acme-backend")
+    await page.get_by_role("button", name="Create key").click()
+    await expect(page.locator("#new-key")).to_contain_text("bpk_")
+    await expect(page.get_by_role("row").filter(has_text="acme-backend")).to_contain_text("active")
+    await no_serious_axe_violations(page)
+    await page.screenshot(path=shot("api-keys"), full_page=True)
+
+    # Host webhook endpoints: added with a whsec_ secret shown once; the grant above waits in the outbox.
+    await page.get_by_role("link", name="Host webhooks").click()
+    # Port 9 (discard) refuses at once, so the worker's attempts fail fast; disabled again below.
+    await page.get_by_label("URL", exact=True).fill("http://127.0.0.1:9/hooks/billing")
+    await page.get_by_role("button", name="Add endpoint").click()
+    await expect(page.locator("#new-secret")).to_contain_text("whsec_")
+    endpoint = page.get_by_role("row").filter(has_text="127.0.0.1:9")
+    await expect(endpoint).to_contain_text("enabled")
+    await no_serious_axe_violations(page)
+    await page.screenshot(path=shot("host-webhooks"), full_page=True)
+    await endpoint.get_by_role("button", name=re.compile("^Disable")).click()
+    await expect(page.get_by_text("Disabled http://127.0.0.1:9/hooks/billing.")).to_be_visible()
+
     # Branding: a low-contrast colour is refused, a good one applies to /account.
     await page.get_by_role("link", name="Branding").click()
     await page.get_by_label("Primary colour (buttons, links)").fill("#ffcc00")
@@ -184,7 +220,15 @@ async def test_operator_manages_the_portal_from_the_console(
 
     await page.get_by_role("link", name="Admin").click()
     await page.get_by_role("link", name="Audit trail", exact=True).click()
-    for action in ("portal_configuration.saved", "event.replayed", "customer.resynced", "branding.saved"):
+    for action in (
+        "portal_configuration.saved",
+        "event.replayed",
+        "customer.resynced",
+        "entitlement.granted",
+        "host_api_key.created",
+        "host_webhook_endpoint.added",
+        "branding.saved",
+    ):
         await expect(page.get_by_text(action).first).to_be_visible()
     await no_serious_axe_violations(page)
     await page.screenshot(path=shot("audit"), full_page=True)

@@ -26,7 +26,9 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 from app.admin import analytics_service as analytics
 from app.admin import branding_service as branding
 from app.admin import configurations_service as configurations
+from app.admin import entitlements_service as entitlements
 from app.admin import events_service as events
+from app.admin import host_service as host
 from app.admin.audit import recent_actions
 from app.admin.charts import bar_chart, column_chart
 from app.admin.customers_service import NothingToResync, customer_detail, resync_customer, search_customers
@@ -35,6 +37,7 @@ from app.portal.service import WORKFLOWS
 from app.stripe_gateway import StripeGateway, StripeGatewayError, StripeNotFound
 from app.web.errors import stripe_failure_response
 from app.web.guards import requires_admin, requires_support
+from app.web.htmx import page_or_fragment, wants_fragment
 from app.web.i18n import N_, request_preferences, timezone_named
 from app.web.redirects import safe_next_path
 from app.web.validation import within_int4
@@ -48,11 +51,11 @@ def _tz(request: Req) -> str:
     return timezone_named(request.cookies.get("tz"), request.app.state.settings.app.default_timezone).key
 
 
-def _back(path: str, message: str, category: str = "success", request: Req | None = None, **variables: Any) -> Redirect:
-    """303 to `path` with `message` (marked with `N_`, `%(name)s` filled from `variables`) as a toast
+def _back(path: str, text: str, category: str = "success", request: Req | None = None, **variables: Any) -> Redirect:
+    """303 to `path` with `text` (marked with `N_`, `%(name)s` filled from `variables`) as a toast
     in the operator's language."""
     if request is not None:
-        flash(request, request_preferences(request).gettext(message, **variables), category=category)
+        flash(request, request_preferences(request).gettext(text, **variables), category=category)
     return Redirect(path, status_code=HTTP_303_SEE_OTHER)
 
 
@@ -196,11 +199,82 @@ class CustomersController(Controller):
 
     @get("/{user_id:int}", name="admin:customer", cache=False)
     async def show(self, user_id: FromPath[int]) -> Template:
-        """Local state, subscriptions, payments, portal sessions and billing changes of one person."""
+        """Local state, entitlements, subscriptions, payments, portal sessions and billing changes of one person."""
         detail = await customer_detail(user_id)
         if detail is None:
             raise NotFoundException
-        return Template("admin/customer.html", context={"d": detail})
+        return Template(
+            "admin/customer.html", context={"d": detail, "ent": await entitlements.person_entitlements(user_id)}
+        )
+
+    async def _entitlements_answer(
+        self,
+        request: Req,
+        user_id: int,
+        message: str,
+        form: entitlements.OverrideForm | None = None,
+        errors: dict[str, str] | None = None,
+    ) -> Response[Any]:
+        """After a grant/revoke/end: htmx gets the entitlements card (422 with the errors); a plain form
+        gets the whole page again with the errors (422), or a 303 back with a flash message."""
+        if not errors and not wants_fragment(request):
+            return _back(f"/admin/customers/{user_id}", message, request=request)
+        detail = await customer_detail(user_id)
+        if detail is None:
+            raise NotFoundException
+        ent = await entitlements.person_entitlements(user_id)
+        ent.form = form or entitlements.OverrideForm()
+        ent.errors = errors or {}
+        return page_or_fragment(
+            request,
+            "admin/customer.html",
+            "admin/_entitlements.html",
+            {"d": detail, "ent": ent, "notice": None if errors else message},
+            status_code=422 if errors else 200,
+        )
+
+    @post(
+        "/{user_id:int}/entitlements",
+        name="admin:customer:entitlements",
+        guards=[requires_admin],
+        status_code=HTTP_303_SEE_OTHER,
+    )
+    async def add_override(
+        self, request: Req, user_id: FromPath[int], current_user: NamedDependency[User]
+    ) -> Response[Any]:
+        """Grant or revoke (`kind`) a catalogue feature, optionally until a date (UTC), with a note."""
+        person = await User.objects().get(User.id == user_id)
+        if person is None:
+            raise NotFoundException
+        form = entitlements.OverrideForm.from_post(await _form_lists(request))
+        try:
+            await entitlements.add_override(person, form, current_user)
+        except entitlements.OverrideInvalid as exc:
+            return await self._entitlements_answer(request, user_id, "", form, exc.errors)
+        verb = "Granted" if form.kind == "grant" else "Revoked"
+        until = f" until {form.until} (UTC)" if form.until else ""
+        return await self._entitlements_answer(request, user_id, f"{verb} {form.feature}{until}.")
+
+    @post(
+        "/{user_id:int}/entitlements/{override_id:int}/end",
+        name="admin:customer:entitlements:end",
+        guards=[requires_admin],
+        status_code=HTTP_303_SEE_OTHER,
+    )
+    async def end_override(
+        self, request: Req, user_id: FromPath[int], override_id: FromPath[int], current_user: NamedDependency[User]
+    ) -> Response[Any]:
+        """End one operator grant or revocation now."""
+        person = await User.objects().get(User.id == user_id)
+        if person is None:
+            raise NotFoundException
+        ended = await entitlements.end_override(person, override_id, current_user)
+        if ended is None:
+            return _back(
+                f"/admin/customers/{user_id}", N_("That grant or revocation has already ended."), "warning", request
+            )
+        what = "grant" if ended.kind == "grant" else "revocation"
+        return await self._entitlements_answer(request, user_id, f"Removed the {what} of {ended.feature}.")
 
     @post(
         "/{user_id:int}/resync", name="admin:customer:resync", guards=[requires_admin], status_code=HTTP_303_SEE_OTHER
@@ -526,6 +600,136 @@ class BrandingController(Controller):
         return _back("/admin/branding", N_("Branding saved."), request=request)
 
 
+class HostApiKeysController(Controller):
+    """Host API keys: list, create (shown once), revoke."""
+
+    path = "/admin/api-keys"
+    guards = [requires_support]  # noqa: RUF012
+
+    async def _page(
+        self,
+        created: tuple[str, str] | None = None,
+        errors: dict[str, str] | None = None,
+        name: str = "",
+        status: int = 200,
+    ) -> Template:
+        return Template(
+            "admin/api_keys.html",
+            context={"keys": await host.list_keys(), "created": created, "errors": errors or {}, "name": name},
+            status_code=status,
+        )
+
+    @get("/", name="admin:api_keys", cache=False)
+    async def list(self) -> Template:
+        """Every key: prefix, name, scope, created, last used, revoked."""
+        return await self._page()
+
+    @post("/", name="admin:api_keys:create", guards=[requires_admin], status_code=200)
+    async def create(self, request: Req, current_user: NamedDependency[User]) -> Template:
+        """Create a read-only key and show it in full, this once (the page is not a redirect, so the
+        key never passes through the session)."""
+        name = ((await _form_lists(request)).get("name") or [""])[0]
+        try:
+            row, key = await host.create_key(name, current_user)
+        except host.HostInputInvalid as exc:
+            return await self._page(errors=exc.errors, name=name, status=422)
+        return await self._page(created=(str(row.prefix), key))
+
+    @post("/{prefix:str}/revoke", name="admin:api_keys:revoke", guards=[requires_admin], status_code=HTTP_303_SEE_OTHER)
+    async def revoke(self, request: Req, prefix: FromPath[str], current_user: NamedDependency[User]) -> Redirect:
+        """Revoke a key: it stops working at once in this process, within seconds in every other."""
+        if "\x00" in prefix or len(prefix) > 32 or not await host.revoke_key(prefix, current_user):
+            return _back("/admin/api-keys", N_("No active key has that prefix."), "warning", request)
+        return _back("/admin/api-keys", N_("Revoked the key %(prefix)s."), request=request, prefix=prefix)
+
+
+class HostWebhooksController(Controller):
+    """Endpoints that receive `customer.state_changed`, and recent deliveries."""
+
+    path = "/admin/host-webhooks"
+    guards = [requires_support]  # noqa: RUF012
+
+    async def _page(
+        self,
+        created: tuple[str, str] | None = None,
+        errors: dict[str, str] | None = None,
+        url: str = "",
+        status: int = 200,
+    ) -> Template:
+        return Template(
+            "admin/host_webhooks.html",
+            context={
+                "endpoints": await host.list_endpoints(),
+                "deliveries": await host.recent_deliveries(),
+                "created": created,
+                "errors": errors or {},
+                "url": url,
+            },
+            status_code=status,
+        )
+
+    @get("/", name="admin:host_webhooks", cache=False)
+    async def list(self) -> Template:
+        """Endpoints (the setting's read-only) and the newest deliveries with their status."""
+        return await self._page()
+
+    @post("/", name="admin:host_webhooks:add", guards=[requires_admin], status_code=200)
+    async def add(self, request: Req, current_user: NamedDependency[User]) -> Template:
+        """Add an endpoint and show its new signing secret (`whsec_…`), this once."""
+        url = ((await _form_lists(request)).get("url") or [""])[0]
+        try:
+            row, secret = await host.add_endpoint(url, current_user)
+        except host.HostInputInvalid as exc:
+            return await self._page(errors=exc.errors, url=url, status=422)
+        return await self._page(created=(str(row.url), secret))
+
+    @post(
+        "/{endpoint_id:int}/enabled",
+        name="admin:host_webhooks:enabled",
+        guards=[requires_admin],
+        status_code=HTTP_303_SEE_OTHER,
+    )
+    async def enabled(self, request: Req, endpoint_id: FromPath[int], current_user: NamedDependency[User]) -> Redirect:
+        """Enable (`enabled=true`) or disable an endpoint."""
+        on = ((await _form_lists(request)).get("enabled") or [""])[0] == "true"
+        url = await host.set_endpoint_enabled(endpoint_id, on, current_user)
+        if url is None:
+            return _back("/admin/host-webhooks", N_("No such endpoint."), "warning", request)
+        return _back(
+            "/admin/host-webhooks", N_("Enabled %(url)s.") if on else N_("Disabled %(url)s."), request=request, url=url
+        )
+
+    @post(
+        "/{endpoint_id:int}/delete",
+        name="admin:host_webhooks:delete",
+        guards=[requires_admin],
+        status_code=HTTP_303_SEE_OTHER,
+    )
+    async def delete(self, request: Req, endpoint_id: FromPath[int], current_user: NamedDependency[User]) -> Redirect:
+        """Delete an endpoint added here or with the CLI."""
+        url = await host.delete_endpoint(endpoint_id, current_user)
+        if url is None:
+            return _back("/admin/host-webhooks", N_("No such endpoint."), "warning", request)
+        return _back("/admin/host-webhooks", N_("Deleted %(url)s."), request=request, url=url)
+
+    @post(
+        "/deliveries/{delivery_id:int}/redeliver",
+        name="admin:host_webhooks:redeliver",
+        guards=[requires_admin],
+        status_code=HTTP_303_SEE_OTHER,
+    )
+    async def redeliver(
+        self, request: Req, delivery_id: FromPath[int], current_user: NamedDependency[User]
+    ) -> Redirect:
+        """Queue one delivery again (the worker sends it within seconds, with the same `webhook-id`)."""
+        message_id = await host.redeliver(delivery_id, current_user)
+        if message_id is None:
+            return _back("/admin/host-webhooks", N_("No such delivery."), "warning", request)
+        return _back(
+            "/admin/host-webhooks", N_("Queued %(message)s for delivery again."), request=request, message=message_id
+        )
+
+
 @get("/brand/logo", name="brand:logo", cache=300)
 async def brand_logo() -> Response[bytes]:
     """The uploaded logo image (404 when none is stored)."""
@@ -550,6 +754,8 @@ ADMIN_CONTROLLERS: list[Any] = [
     AnalyticsController,
     ConfigurationsController,
     BrandingController,
+    HostApiKeysController,
+    HostWebhooksController,
     brand_logo,
     brand_stylesheet,
 ]

@@ -99,7 +99,7 @@ def describe_changes(
     zone = ZoneInfo(tz)
     gettext = translations(language_of(locale) or "en").ugettext
 
-    def _(message: str, **variables: str) -> str:
+    def _(message: str, /, **variables: str) -> str:
         return gettext(message) % variables if variables else gettext(message)
 
     changes: list[Change] = []

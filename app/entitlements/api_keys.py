@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,14 +31,51 @@ async def create_key(name: str) -> tuple[HostApiKey, str]:
     return row, key
 
 
+CACHE_SECONDS = 5.0
+"""How long a process trusts a key it verified: a key revoked elsewhere stops working within this."""
+LAST_USED_EVERY_SECONDS = 60.0
+"""`last_used_at` is written at most this often per key and process (not on every request)."""
+_CACHE_MAX = 10_000
+_verified: dict[str, tuple[float, dict[str, Any]]] = {}
+_last_used_written: dict[str, float] = {}
+
+
+def forget_verified_keys() -> None:
+    """Drop this process's cache of verified keys (after a revocation here; tests)."""
+    _verified.clear()
+    _last_used_written.clear()
+
+
 async def find_key(key: str) -> dict[str, Any] | None:
-    """The active key matching `key` as `{id, prefix, scope}`, or None (unknown, malformed or revoked)."""
+    """The active key matching `key` as `{id, prefix, scope}`, or None (unknown, malformed or revoked).
+
+    A verified key is remembered in this process for `CACHE_SECONDS` (the host API's hot path then
+    makes no query for it); a revocation in this process forgets at once, one in another process
+    within `CACHE_SECONDS`. Unknown keys are never cached, so guessing cannot fill the memory.
+    """
     if not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
-    rows = await HostApiKey.raw(
-        "SELECT id, prefix, scope FROM host_api_key WHERE key_hash = {} AND revoked_at IS NULL", hash_key(key)
-    )
-    return dict(rows[0]) if rows else None
+    digest = hash_key(key)
+    now = time.monotonic()
+    cached = _verified.get(digest)
+    if cached is not None and cached[0] > now:
+        found = cached[1]
+    else:
+        rows = await HostApiKey.raw(
+            "SELECT id, prefix, scope FROM host_api_key WHERE key_hash = {} AND revoked_at IS NULL", digest
+        )
+        if not rows:
+            _verified.pop(digest, None)
+            return None
+        found = dict(rows[0])
+        if len(_verified) >= _CACHE_MAX:
+            _verified.clear()
+        _verified[digest] = (now + CACHE_SECONDS, found)
+    # Keyed by the random prefix, not the row id, so a recreated table never inherits the throttle.
+    if now - _last_used_written.get(found["prefix"], -LAST_USED_EVERY_SECONDS) >= LAST_USED_EVERY_SECONDS:
+        _last_used_written[found["prefix"]] = now
+        await HostApiKey.update({HostApiKey.last_used_at: datetime.now(UTC)}).where(HostApiKey.id == found["id"])
+    return found
 
 
 async def revoke_key(prefix: str) -> bool:
@@ -47,4 +85,5 @@ async def revoke_key(prefix: str) -> bool:
         .where((HostApiKey.prefix == prefix) & HostApiKey.revoked_at.is_null())
         .returning(HostApiKey.id)
     )
+    forget_verified_keys()
     return bool(rows)

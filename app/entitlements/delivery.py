@@ -155,6 +155,23 @@ async def redeliver(message_ids: list[str] | None = None, failed: bool = True) -
     return len(rows)
 
 
+async def redeliver_row(row_id: int) -> str | None:
+    """Queue one outbox row again, whatever its status; returns its message id (None: no such row)."""
+    rows = (
+        await HostWebhook.update(
+            {
+                HostWebhook.status: "pending",
+                HostWebhook.attempts: 0,
+                HostWebhook.next_attempt_at: datetime.now(UTC),
+                HostWebhook.lease_until: None,
+            }
+        )
+        .where(HostWebhook.id == row_id)
+        .returning(HostWebhook.message_id)
+    )
+    return str(rows[0]["message_id"]) if rows else None
+
+
 class HostWebhookDelivery:
     """A polling loop: ends grace periods and grants that ran out (`service.refresh_due`), then
     delivers due webhooks. Runs next to the event worker (app lifespan, `litestar billing worker`)."""

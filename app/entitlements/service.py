@@ -533,24 +533,49 @@ async def add_override(
     override = EntitlementOverride(
         user=user_id, feature=feature, kind=kind, ends_at=ends_at, note=note, created_by=created_by
     )
-    await override.save()
-    await refresh_person(user_id)
+    # One transaction (joining the caller's, e.g. the console's with its audit entry): the override and
+    # the recomputed state, with its outbox row, are written together or not at all.
+    async with transaction():
+        await override.save()
+        await refresh_person(user_id)
+    return override
+
+
+async def end_override(user_id: int, override_id: int) -> EntitlementOverride | None:
+    """End one operator grant or revocation of a person now, then recompute them (telling the host).
+
+    Returns the override as it was before (None when the person has no such override still in force).
+    """
+    now = datetime.now(UTC)
+    async with transaction():
+        override = await EntitlementOverride.objects().get(
+            (EntitlementOverride.id == override_id)
+            & (EntitlementOverride.user == user_id)
+            & (EntitlementOverride.ends_at.is_null() | (EntitlementOverride.ends_at > now))
+        )
+        if override is None:
+            return None
+        await EntitlementOverride.update({EntitlementOverride.ends_at: now}).where(
+            EntitlementOverride.id == override.id
+        )
+        await refresh_person(user_id, now)
     return override
 
 
 async def end_overrides(user_id: int, feature: str) -> int:
     """End every grant and revocation of `feature` for a person now; returns how many ended."""
     now = datetime.now(UTC)
-    rows = (
-        await EntitlementOverride.update({EntitlementOverride.ends_at: now})
-        .where(
-            (EntitlementOverride.user == user_id)
-            & (EntitlementOverride.feature == feature)
-            & (EntitlementOverride.ends_at.is_null() | (EntitlementOverride.ends_at > now))
+    async with transaction():
+        rows = (
+            await EntitlementOverride.update({EntitlementOverride.ends_at: now})
+            .where(
+                (EntitlementOverride.user == user_id)
+                & (EntitlementOverride.feature == feature)
+                & (EntitlementOverride.ends_at.is_null() | (EntitlementOverride.ends_at > now))
+            )
+            .returning(EntitlementOverride.id)
         )
-        .returning(EntitlementOverride.id)
-    )
-    await refresh_person(user_id)
+        await refresh_person(user_id, now)
     return len(rows)
 
 

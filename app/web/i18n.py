@@ -155,12 +155,12 @@ class Preferences:
     def translations(self) -> Translations:
         return translations(self.language)
 
-    def gettext(self, message: str, **variables: Any) -> str:
+    def gettext(self, message: str, /, **variables: Any) -> str:
         """`message` in the person's language, `%(name)s` placeholders filled from `variables`."""
         text = self.translations.ugettext(message)
         return text % variables if variables else text
 
-    def ngettext(self, singular: str, plural: str, n: int, **variables: Any) -> str:
+    def ngettext(self, singular: str, plural: str, n: int, /, **variables: Any) -> str:
         """The singular or plural form for `n` in the person's language; `%(num)s` is `n`."""
         return self.translations.ungettext(singular, plural, n) % {"num": n, **variables}
 

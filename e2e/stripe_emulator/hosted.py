@@ -45,13 +45,13 @@ def _catalog(language: str) -> NullTranslations:
     return Translations.load(str(TRANSLATIONS_DIR), [language], domain="messages")
 
 
-def _(message: str, **variables: Any) -> str:
+def _(message: str, /, **variables: Any) -> str:
     """`message` in the page's language, `%(name)s` placeholders filled from `variables`."""
     text = _catalog(_page_language.get()).ugettext(message)
     return text % variables if variables else text
 
 
-def tr(message: str, **variables: Any) -> str:
+def tr(message: str, /, **variables: Any) -> str:
     """`_` for a message held in a variable (marked with `N_` where it is written)."""
     return _(message, **variables)
 
