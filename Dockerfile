@@ -15,6 +15,8 @@ COPY static ./static
 COPY migrations ./migrations
 COPY scripts/serve ./scripts/serve
 COPY piccolo_conf.py plans.toml portal.toml ./
+# The catalogs of the page languages are compiled here, never committed (README "Languages").
+RUN .venv/bin/pybabel -q compile -d app/translations
 
 FROM python:3.11-slim-bookworm
 RUN useradd --system --uid 10001 --no-create-home --home-dir /app billing

@@ -5,15 +5,23 @@ UV := $(shell sh scripts/ensure-uv.sh)
 endif
 export UV_LINK_MODE ?= copy
 
-.PHONY: run serve test lint typecheck pytest bootstrap screenshots
+.PHONY: run serve test lint typecheck pytest bootstrap screenshots translations messages
 
 bootstrap:  ## the locked environment in .venv (uv itself is installed by scripts/ensure-uv.sh if missing)
 	@$(UV) sync --frozen --quiet
 
-run: bootstrap  ## serve the app on PORT (8000) with embedded defaults for what is not configured
+# Pages in four languages (README "Languages"): the compiled catalogs (.mo) are built, never committed.
+translations: bootstrap  ## compile app/translations/*/LC_MESSAGES/messages.po to .mo
+	@$(UV) run --frozen pybabel -q compile -d app/translations
+
+messages: bootstrap  ## extract the marked strings and merge them into every language's catalog
+	$(UV) run --frozen python -m babel.messages.frontend extract -F babel.cfg -k N_ --no-location --sort-output -o app/translations/messages.pot .
+	$(UV) run --frozen pybabel update -i app/translations/messages.pot -d app/translations --no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date
+
+run: bootstrap translations  ## serve the app on PORT (8000) with embedded defaults for what is not configured
 	$(UV) run --frozen python -m app.devstack
 
-serve: bootstrap  ## production: migrations, then WEB_CONCURRENCY processes under ASGI_SERVER (README "Deploying")
+serve: bootstrap translations  ## production: migrations, then WEB_CONCURRENCY processes under ASGI_SERVER (README "Deploying")
 	scripts/serve
 
 lint: bootstrap
@@ -23,11 +31,11 @@ lint: bootstrap
 typecheck: bootstrap
 	$(UV) run --frozen mypy
 
-pytest: bootstrap
+pytest: bootstrap translations
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest  ## every test: lint, type check, unit, integration and browser tests
 
-screenshots: bootstrap  ## re-take the README's screenshots with the browser suite and copy them to docs/screenshots/
+screenshots: bootstrap translations  ## re-take the README's screenshots with the browser suite and copy them to docs/screenshots/
 	$(UV) run --frozen pytest e2e -p no:cacheprovider
 	mkdir -p docs/screenshots && cp test-results/screenshots/*.png docs/screenshots/

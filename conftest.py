@@ -29,6 +29,23 @@ def chromium_executable() -> str | None:
     return os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or None
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the page languages' catalogs (`make translations` does the same; `.mo` files are
+    not committed), so `uv run pytest` works in a fresh checkout too."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    from app.web.i18n import TRANSLATIONS_DIR
+
+    for po in TRANSLATIONS_DIR.glob("*/LC_MESSAGES/messages.po"):
+        mo = po.with_suffix(".mo")
+        if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
+            with po.open("rb") as source:
+                catalog = read_po(source)
+            with mo.open("wb") as target:
+                write_mo(target, catalog)
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
     args = {**browser_type_launch_args, "args": CHROMIUM_FLAGS}

@@ -54,8 +54,9 @@ from app.stripe_gateway import StripeGateway
 from app.web.dependencies import provide_current_user, provide_oidc
 from app.web.errors import EXCEPTION_HANDLERS
 from app.web.health import healthz
+from app.web.i18n import check_catalogs
 from app.web.logs import configure_logging
-from app.web.pages import home, not_found
+from app.web.pages import home, not_found, set_language
 from app.web.security import wrap_app
 from app.web.sessions import purge_expired_sessions, rate_limit_store, session_config, session_store
 from app.web.templating import configure_engine
@@ -73,11 +74,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     Raises:
         SettingsError: a required environment variable is missing or malformed, or (under
             `APP_ENV=production`) a setting is unsafe (`production_problems`).
+        CatalogsMissing: the translations are not compiled (`make translations`).
     """
     settings = settings or Settings.from_env()
     if settings.app.is_production and (problems := production_problems(settings)):
         raise SettingsError("Refusing to start in production:\n  - " + "\n  - ".join(problems))
     configure_logging(settings.app)
+    check_catalogs()
     if urlsplit(settings.oidc.issuer).scheme == "http" and urlsplit(settings.oidc.issuer).hostname in LOOPBACK_HOSTS:
         # Authlib refuses plain-http token endpoints; the local provider of `make run` is one.
         os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
@@ -137,6 +140,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             *([MetricsController] if metrics else []),
             home,
+            set_language,
             not_found,
             healthz,
             AuthController,

@@ -59,6 +59,7 @@ ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("GET", "/portal/cancelled", ("ps",)),
     ("POST", "/portal/cancelled", ("ps", "reason")),
     ("GET", "/no/such/page", ("junk",)),
+    ("POST", "/language", ("language", "next")),
 ]
 # Walked with a signed-out browser (they change or need the sign-in state).
 ANONYMOUS_ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
@@ -68,6 +69,7 @@ ANONYMOUS_ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("POST", "/webhooks/stripe", ("junk",)),
     ("GET", "/schema/openapi.json", ("junk",)),
     ("GET", "/schema/no-such-renderer", ("junk",)),
+    ("POST", "/language", ("language", "next")),
 ]
 # The operator console, walked by an admin; `{…}` path parameters take each hostile value too.
 ADMIN_WALK: list[tuple[str, str, tuple[str, ...]]] = [

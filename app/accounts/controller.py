@@ -17,7 +17,7 @@ from app.stripe_gateway import StripeGateway, StripeRequestRejected, StripeUnava
 from app.web.dependencies import signed_in_person
 from app.web.errors import stripe_failure_response, stripe_refusal_response
 from app.web.guards import requires_login
-from app.web.i18n import date
+from app.web.i18n import N_, date, request_preferences
 
 
 def shown_email(user: User, billing_email: str | None) -> str | None:
@@ -58,17 +58,18 @@ class AccountController(Controller):
         stripe_gateway: NamedDependency[StripeGateway],
     ) -> Response[Any]:
         """Withdraw the pending cancellation at Stripe, sync, and say what happened on the account page."""
+        _ = request_preferences(request).gettext
         try:
             subscription = await keep_plan(stripe_gateway, current_user)
         except NothingToKeep:
-            flash(request, "Your plan is not set to cancel, so there is nothing to undo.", category="info")
+            flash(request, _("Your plan is not set to cancel, so there is nothing to undo."), category="info")
         except StripeRequestRejected as exc:
             return stripe_refusal_response(request, exc)
         except StripeUnavailable as exc:
             return stripe_failure_response(
-                request, "We could not reach Stripe, so your plan still cancels. Please try again in a minute.", exc
+                request, N_("We could not reach Stripe, so your plan still cancels. Please try again in a minute."), exc
             )
         else:
             renews = date({"request": request}, subscription.current_period_end)
-            flash(request, f"You kept your plan: it renews on {renews}.", category="success")
+            flash(request, _("You kept your plan: it renews on %(date)s.", date=renews), category="success")
         return Redirect(request.app.route_reverse("account:show"), status_code=HTTP_303_SEE_OTHER)

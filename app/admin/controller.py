@@ -38,7 +38,7 @@ from app.stripe_gateway import StripeGateway, StripeGatewayError, StripeNotFound
 from app.web.errors import stripe_failure_response
 from app.web.guards import requires_admin, requires_support
 from app.web.htmx import page_or_fragment, wants_fragment
-from app.web.i18n import timezone_named
+from app.web.i18n import N_, request_preferences, timezone_named
 from app.web.redirects import safe_next_path
 from app.web.validation import within_int4
 
@@ -51,9 +51,11 @@ def _tz(request: Req) -> str:
     return timezone_named(request.cookies.get("tz"), request.app.state.settings.app.default_timezone).key
 
 
-def _back(path: str, message: str, category: str = "success", request: Req | None = None) -> Redirect:
+def _back(path: str, text: str, category: str = "success", request: Req | None = None, **variables: Any) -> Redirect:
+    """303 to `path` with `text` (marked with `N_`, `%(name)s` filled from `variables`) as a toast
+    in the operator's language."""
     if request is not None:
-        flash(request, message, category=category)
+        flash(request, request_preferences(request).gettext(text, **variables), category=category)
     return Redirect(path, status_code=HTTP_303_SEE_OTHER)
 
 
@@ -146,20 +148,20 @@ class EventsController(Controller):
         form = await _form_lists(request)
         ids = form.get("event", [])
         if not ids and not form.get("all_failed"):
-            return _back("/admin/events", "Select at least one event to replay.", "warning", request)
+            return _back("/admin/events", N_("Select at least one event to replay."), "warning", request)
         applied = await events.replay(stripe_gateway, ids or None, failed=not ids, actor=current_user)
         # `back` comes from the form: only a path on this site is followed.
         back = safe_next_path((form.get("back") or [""])[0], default="/admin/events")
-        return _back(back, f"Replayed: {applied} event(s) applied.", request=request)
+        return _back(back, N_("Replayed: %(applied)s event(s) applied."), request=request, applied=applied)
 
     @post("/ignore", name="admin:events:ignore", guards=[requires_admin], status_code=HTTP_303_SEE_OTHER)
     async def ignore(self, request: Req, current_user: NamedDependency[User]) -> Redirect:
         """Mark the selected events ignored."""
         ids = (await _form_lists(request)).get("event", [])
         if not ids:
-            return _back("/admin/events", "Select at least one event to ignore.", "warning", request)
+            return _back("/admin/events", N_("Select at least one event to ignore."), "warning", request)
         changed = await events.mark_ignored(ids, actor=current_user)
-        return _back("/admin/events", f"Marked {changed} event(s) as ignored.", request=request)
+        return _back("/admin/events", N_("Marked %(changed)s event(s) as ignored."), request=request, changed=changed)
 
     @post("/reconcile", name="admin:events:reconcile", guards=[requires_admin], status_code=HTTP_303_SEE_OTHER)
     async def reconcile(
@@ -169,11 +171,14 @@ class EventsController(Controller):
         try:
             result = await events.reconcile(stripe_gateway, 72, actor=current_user)
         except StripeGatewayError as exc:
-            return stripe_failure_response(request, "Stripe could not list undelivered events. Try again.", exc)
+            return stripe_failure_response(request, N_("Stripe could not list undelivered events. Try again."), exc)
         return _back(
             "/admin/events",
-            f"{result.found} undelivered event(s) at Stripe, {result.stored} stored, {result.applied} applied.",
+            N_("%(found)s undelivered event(s) at Stripe, %(stored)s stored, %(applied)s applied."),
             request=request,
+            found=result.found,
+            stored=result.stored,
+            applied=result.applied,
         )
 
 
@@ -266,7 +271,7 @@ class CustomersController(Controller):
         ended = await entitlements.end_override(person, override_id, current_user)
         if ended is None:
             return _back(
-                f"/admin/customers/{user_id}", "That grant or revocation has already ended.", "warning", request
+                f"/admin/customers/{user_id}", N_("That grant or revocation has already ended."), "warning", request
             )
         what = "grant" if ended.kind == "grant" else "revocation"
         return await self._entitlements_answer(request, user_id, f"Removed the {what} of {ended.feature}.")
@@ -286,10 +291,10 @@ class CustomersController(Controller):
         try:
             added = await resync_customer(stripe_gateway, user_id, current_user)
         except NothingToResync:
-            return _back(back, "This person has no Stripe customer yet.", "warning", request)
+            return _back(back, N_("This person has no Stripe customer yet."), "warning", request)
         except StripeGatewayError as exc:
-            return stripe_failure_response(request, "Stripe did not answer; nothing was changed.", exc)
-        return _back(back, f"Resynced from Stripe: {added} change(s) recorded.", request=request)
+            return stripe_failure_response(request, N_("Stripe did not answer; nothing was changed."), exc)
+        return _back(back, N_("Resynced from Stripe: %(added)s change(s) recorded."), request=request, added=added)
 
 
 class AnalyticsController(Controller):
@@ -378,7 +383,9 @@ class ConfigurationsController(Controller):
             items = await configurations.list_configurations(stripe_gateway)
             drift = await configurations.drift(stripe_gateway)
         except StripeGatewayError as exc:
-            return stripe_failure_response(request, "Stripe did not answer; the configurations cannot be shown.", exc)
+            return stripe_failure_response(
+                request, N_("Stripe did not answer; the configurations cannot be shown."), exc
+            )
         return Template("admin/configurations.html", context={"items": items, "drift": drift, "workflows": WORKFLOWS})
 
     @get("/export.toml", name="admin:configurations:export", cache=False)
@@ -387,7 +394,7 @@ class ConfigurationsController(Controller):
         try:
             text = await configurations.export_toml(stripe_gateway)
         except StripeGatewayError as exc:
-            return stripe_failure_response(request, "Stripe did not answer; nothing was exported.", exc)
+            return stripe_failure_response(request, N_("Stripe did not answer; nothing was exported."), exc)
         return Response(
             text,
             media_type="application/toml",
@@ -432,7 +439,7 @@ class ConfigurationsController(Controller):
             return await self._form_page(None, form, exc.errors, 422)
         except StripeGatewayError as exc:
             return stripe_failure_response(request, f"Stripe refused the configuration: {exc}", exc)
-        return _back(f"/admin/configurations/{cfg['id']}", "Configuration created.", request=request)
+        return _back(f"/admin/configurations/{cfg['id']}", N_("Configuration created."), request=request)
 
     @get("/{configuration_id:str}", name="admin:configuration", cache=False)
     async def show(
@@ -444,7 +451,7 @@ class ConfigurationsController(Controller):
         except StripeNotFound as exc:
             raise NotFoundException from exc
         except StripeGatewayError as exc:
-            return stripe_failure_response(request, "Stripe did not answer.", exc)
+            return stripe_failure_response(request, N_("Stripe did not answer."), exc)
         return Template(
             "admin/configuration.html",
             context={"cfg": cfg, "plans": await configurations.plan_names(), "workflows": WORKFLOWS},
@@ -460,7 +467,7 @@ class ConfigurationsController(Controller):
         except StripeNotFound as exc:
             raise NotFoundException from exc
         except StripeGatewayError as exc:
-            return stripe_failure_response(request, "Stripe did not answer.", exc)
+            return stripe_failure_response(request, N_("Stripe did not answer."), exc)
         return await self._form_page(configuration_id, configurations.ConfigurationForm.from_configuration(cfg), {})
 
     @post(
@@ -486,7 +493,7 @@ class ConfigurationsController(Controller):
             raise NotFoundException from exc
         except StripeGatewayError as exc:
             return stripe_failure_response(request, f"Stripe refused the configuration: {exc}", exc)
-        return _back(f"/admin/configurations/{configuration_id}", "Configuration saved.", request=request)
+        return _back(f"/admin/configurations/{configuration_id}", N_("Configuration saved."), request=request)
 
     @post(
         "/{configuration_id:str}/active",
@@ -511,7 +518,9 @@ class ConfigurationsController(Controller):
         except StripeGatewayError as exc:
             return stripe_failure_response(request, f"Stripe refused: {exc}", exc)
         return _back(
-            f"/admin/configurations/{configuration_id}", "Activated." if active else "Deactivated.", request=request
+            f"/admin/configurations/{configuration_id}",
+            N_("Activated.") if active else N_("Deactivated."),
+            request=request,
         )
 
     @post(
@@ -537,8 +546,10 @@ class ConfigurationsController(Controller):
         except StripeNotFound as exc:
             raise NotFoundException from exc
         except StripeGatewayError as exc:
-            return stripe_failure_response(request, "Stripe did not answer.", exc)
-        return _back(back, f"The {workflow} workflow now uses this configuration.", request=request)
+            return stripe_failure_response(request, N_("Stripe did not answer."), exc)
+        return _back(
+            back, N_("The %(workflow)s workflow now uses this configuration."), request=request, workflow=workflow
+        )
 
 
 class BrandingController(Controller):
@@ -586,7 +597,7 @@ class BrandingController(Controller):
             view, logo, bool(data.get("remove_logo")), current_user, request.app.state.settings.branding
         )
         request.app.state.branding.clear()
-        return _back("/admin/branding", "Branding saved.", request=request)
+        return _back("/admin/branding", N_("Branding saved."), request=request)
 
 
 class HostApiKeysController(Controller):
@@ -628,8 +639,8 @@ class HostApiKeysController(Controller):
     async def revoke(self, request: Req, prefix: FromPath[str], current_user: NamedDependency[User]) -> Redirect:
         """Revoke a key: it stops working at once in this process, within seconds in every other."""
         if "\x00" in prefix or len(prefix) > 32 or not await host.revoke_key(prefix, current_user):
-            return _back("/admin/api-keys", "No active key has that prefix.", "warning", request)
-        return _back("/admin/api-keys", f"Revoked the key {prefix}.", request=request)
+            return _back("/admin/api-keys", N_("No active key has that prefix."), "warning", request)
+        return _back("/admin/api-keys", N_("Revoked the key %(prefix)s."), request=request, prefix=prefix)
 
 
 class HostWebhooksController(Controller):
@@ -683,8 +694,10 @@ class HostWebhooksController(Controller):
         on = ((await _form_lists(request)).get("enabled") or [""])[0] == "true"
         url = await host.set_endpoint_enabled(endpoint_id, on, current_user)
         if url is None:
-            return _back("/admin/host-webhooks", "No such endpoint.", "warning", request)
-        return _back("/admin/host-webhooks", f"{'Enabled' if on else 'Disabled'} {url}.", request=request)
+            return _back("/admin/host-webhooks", N_("No such endpoint."), "warning", request)
+        return _back(
+            "/admin/host-webhooks", N_("Enabled %(url)s.") if on else N_("Disabled %(url)s."), request=request, url=url
+        )
 
     @post(
         "/{endpoint_id:int}/delete",
@@ -696,8 +709,8 @@ class HostWebhooksController(Controller):
         """Delete an endpoint added here or with the CLI."""
         url = await host.delete_endpoint(endpoint_id, current_user)
         if url is None:
-            return _back("/admin/host-webhooks", "No such endpoint.", "warning", request)
-        return _back("/admin/host-webhooks", f"Deleted {url}.", request=request)
+            return _back("/admin/host-webhooks", N_("No such endpoint."), "warning", request)
+        return _back("/admin/host-webhooks", N_("Deleted %(url)s."), request=request, url=url)
 
     @post(
         "/deliveries/{delivery_id:int}/redeliver",
@@ -711,8 +724,10 @@ class HostWebhooksController(Controller):
         """Queue one delivery again (the worker sends it within seconds, with the same `webhook-id`)."""
         message_id = await host.redeliver(delivery_id, current_user)
         if message_id is None:
-            return _back("/admin/host-webhooks", "No such delivery.", "warning", request)
-        return _back("/admin/host-webhooks", f"Queued {message_id} for delivery again.", request=request)
+            return _back("/admin/host-webhooks", N_("No such delivery."), "warning", request)
+        return _back(
+            "/admin/host-webhooks", N_("Queued %(message)s for delivery again."), request=request, message=message_id
+        )
 
 
 @get("/brand/logo", name="brand:logo", cache=300)

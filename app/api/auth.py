@@ -32,6 +32,7 @@ from app.api.errors import ApiError
 from app.auth.oidc import OIDCClient, SignInError
 from app.auth.service import roles_from_claims
 from app.auth.tables import User
+from app.web.i18n import remember_user_language
 
 PRINCIPAL_KEY = "api_principal"
 
@@ -168,6 +169,7 @@ async def provide_api_user(request: Request[Any, Any, Any]) -> User:
     principal = principal_of(request)
     if principal is None:
         raise ApiError("authentication_required")
+    remember_user_language(request, principal.user.locale)
     return principal.user
 
 

@@ -27,6 +27,7 @@ from app.api.schemas import (
 )
 from app.auth.tables import User
 from app.stripe_gateway import StripeGateway
+from app.web.i18n import request_stripe_locale
 
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Payments per page (1–100).")]
 Offset = Annotated[
@@ -79,6 +80,7 @@ class BillingApiController(Controller):
             request.app.state.settings.app.base_url,
             check_client_url(request, "success_url", data.success_url),
             check_client_url(request, "cancel_url", data.cancel_url),
+            request_stripe_locale(request),
         )
 
     @post(

@@ -41,7 +41,7 @@ from app.auth.tables import User
 from app.billing.service import active_subscription
 from app.billing.tables import Customer
 from app.stripe_gateway import StripeGateway
-from app.web.i18n import negotiate_locale
+from app.web.i18n import request_preferences, request_stripe_locale
 
 PORTAL_ERRORS = ("validation_failed", "unsupported_media_type", "no_customer", "rate_limited", "stripe_unavailable")
 
@@ -183,7 +183,7 @@ class CompatibilityController(Controller):
             workflow_type=await _home_workflow(user),
             return_url=check_client_url(request, "return_url", return_url),
             configuration_id=None,
-            locale=None,
+            locale=request_stripe_locale(request),
         )
 
     @post(
@@ -272,7 +272,7 @@ class CompatibilityController(Controller):
             workflow_type=data.workflow_type,
             return_url=check_client_url(request, "return_url", data.return_url),
             configuration_id=data.configuration_id,
-            locale=data.locale,
+            locale=data.locale or request_stripe_locale(request),
         )
         return PortalSessionResult(success=True, portal_session=opened)
 
@@ -299,7 +299,7 @@ class CompatibilityController(Controller):
             session_id,
             settings.base_url,
             request.app.route_reverse,
-            negotiate_locale(request.headers.get("accept-language"), settings.default_locale),
+            request_preferences(request).locale,
             settings.default_timezone,
         )
         return PortalReturnResult(
@@ -344,6 +344,7 @@ class CompatibilityController(Controller):
             request.app.state.settings.app.base_url,
             check_client_url(request, "success_url", data.success_url),
             check_client_url(request, "cancel_url", data.cancel_url),
+            request_stripe_locale(request),
         )
         return CheckoutSessionResult(session_id=created.id, url=created.url)
 

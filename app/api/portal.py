@@ -22,7 +22,7 @@ from app.api.errors import validation_error
 from app.api.schemas import PortalReturn, PortalSessionOut, PortalSessionRequest
 from app.auth.tables import User
 from app.stripe_gateway import StripeGateway
-from app.web.i18n import negotiate_locale
+from app.web.i18n import request_preferences, request_stripe_locale
 
 
 class PortalApiController(Controller):
@@ -69,7 +69,7 @@ class PortalApiController(Controller):
             workflow_type=data.workflow_type,
             return_url=check_client_url(request, "return_url", data.return_url),
             configuration_id=data.configuration_id,
-            locale=data.locale,
+            locale=data.locale or request_stripe_locale(request),
         )
 
     @get("/return", name="api:portal_return", cache=False, responses=error_responses("not_found", "stripe_unavailable"))
@@ -89,6 +89,6 @@ class PortalApiController(Controller):
             session_id,
             settings.base_url,
             request.app.route_reverse,
-            negotiate_locale(request.headers.get("accept-language"), settings.default_locale),
+            request_preferences(request).locale,
             settings.default_timezone,
         )

@@ -84,15 +84,23 @@ async def me(user: User) -> Me:
 
 
 async def checkout(
-    gateway: StripeGateway, user: User, price: str, base_url: str, success_url: str | None, cancel_url: str | None
+    gateway: StripeGateway,
+    user: User,
+    price: str,
+    base_url: str,
+    success_url: str | None,
+    cancel_url: str | None,
+    locale: str | None = None,
 ) -> CheckoutSessionCreated:
-    """A Checkout Session for `price` (see `app.billing.service.create_checkout`).
+    """A Checkout Session for `price` in Stripe's `locale` (see `app.billing.service.create_checkout`).
 
     Raises:
         ApiError: 422 unknown price, 409 `already_subscribed`, 502 Stripe.
     """
     try:
-        session = await create_checkout(gateway, user, await lookup_key_of(price), base_url, success_url, cancel_url)
+        session = await create_checkout(
+            gateway, user, await lookup_key_of(price), base_url, success_url, cancel_url, locale=locale
+        )
     except LookupError as exc:
         raise validation_error({"price": "No active price has that lookup key or id."}) from exc
     except CheckoutRefused as exc:

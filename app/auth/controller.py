@@ -14,6 +14,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from app.auth.oidc import OIDCClient, SignInError
 from app.auth.service import roles_from_claims, upsert_user
+from app.web.i18n import N_, SESSION_LANGUAGE_KEY
 from app.web.redirects import safe_next_path
 from app.web.sessions import rotate_session
 
@@ -79,13 +80,13 @@ class AuthController(Controller):
         if error:
             logger.info("Sign-in refused by the provider: %s", error)
             if error == "access_denied":
-                return _error_page("access_denied", "Sign-in was cancelled, so you are not signed in.")
-            return _error_page(error, "The sign-in provider refused the request.")
+                return _error_page("access_denied", N_("Sign-in was cancelled, so you are not signed in."))
+            return _error_page(error, N_("The sign-in provider refused the request."))
         if pending is None or int(time.time()) - int(pending.get("at", 0)) >= PENDING_TTL_SECONDS:
             logger.warning("Sign-in callback with an unknown or expired state")
-            return _error_page("state_mismatch", "This sign-in link has expired or was already used.")
+            return _error_page("state_mismatch", N_("This sign-in link has expired or was already used."))
         if not code:
-            return _error_page("missing_code", "The sign-in provider sent no authorization code.")
+            return _error_page("missing_code", N_("The sign-in provider sent no authorization code."))
         try:
             tokens = await oidc.exchange_code(code, pending["code_verifier"])
             claims = await oidc.validate_id_token(tokens["id_token"], pending["nonce"])
@@ -101,6 +102,7 @@ class AuthController(Controller):
                 "roles": list(user.roles or []),
                 "id_token": tokens["id_token"],
                 "signed_in_at": int(time.time()),
+                **({SESSION_LANGUAGE_KEY: user.locale} if user.locale else {}),
             }
         )
         logger.info("User %s signed in", user.id)

@@ -33,6 +33,7 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from app.settings import OIDCSettings
+from app.web.i18n import N_
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class OIDCClient:
                 issuer = str(document.get("issuer", ""))
                 if issuer != self.settings.issuer:
                     logger.error("OIDC discovery names issuer %r, expected %r", issuer, self.settings.issuer)
-                    raise SignInError("provider_unavailable", "The sign-in provider is misconfigured.")
+                    raise SignInError("provider_unavailable", N_("The sign-in provider is misconfigured."))
                 self._metadata = ProviderMetadata(
                     issuer=issuer,
                     authorization_endpoint=str(document["authorization_endpoint"]),
@@ -130,9 +131,9 @@ class OIDCClient:
                 data = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             logger.error("OIDC provider request to %s failed: %s", url, exc)
-            raise SignInError("provider_unavailable", "The sign-in provider cannot be reached.") from exc
+            raise SignInError("provider_unavailable", N_("The sign-in provider cannot be reached.")) from exc
         if not isinstance(data, dict):
-            raise SignInError("provider_unavailable", "The sign-in provider answered unexpectedly.")
+            raise SignInError("provider_unavailable", N_("The sign-in provider answered unexpectedly."))
         return data
 
     async def _key_set(self, refresh: bool = False) -> KeySet:
@@ -171,12 +172,12 @@ class OIDCClient:
                 )
         except OAuthError as exc:
             logger.warning("OIDC token endpoint refused the code: %s", exc.error)
-            raise SignInError("code_rejected", "The sign-in could not be completed. Please try again.") from exc
+            raise SignInError("code_rejected", N_("The sign-in could not be completed. Please try again.")) from exc
         except httpx.HTTPError as exc:
             logger.error("OIDC token endpoint unreachable: %s", exc)
-            raise SignInError("provider_unavailable", "The sign-in provider cannot be reached.") from exc
+            raise SignInError("provider_unavailable", N_("The sign-in provider cannot be reached.")) from exc
         if not token.get("id_token"):
-            raise SignInError("invalid_token", "The sign-in provider sent no ID token.")
+            raise SignInError("invalid_token", N_("The sign-in provider sent no ID token."))
         return dict(token)
 
     async def validate_id_token(self, id_token: str, nonce: str, now: int | None = None) -> dict[str, Any]:
@@ -213,12 +214,12 @@ class OIDCClient:
             registry.validate(token.claims)
         except (JoseError, ValueError) as exc:
             logger.warning("ID token rejected: %s", exc)
-            raise SignInError("invalid_token", "The sign-in could not be verified. Please try again.") from exc
+            raise SignInError("invalid_token", N_("The sign-in could not be verified. Please try again.")) from exc
         claims = dict(token.claims)
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
         if len(audiences) > 1 and claims.get("azp") != self.settings.client_id:
             logger.warning("ID token has several audiences and azp %r", claims.get("azp"))
-            raise SignInError("invalid_token", "The sign-in could not be verified. Please try again.")
+            raise SignInError("invalid_token", N_("The sign-in could not be verified. Please try again."))
         return claims
 
     async def validate_access_token(self, access_token: str, audience: str, now: int | None = None) -> dict[str, Any]:
@@ -258,7 +259,7 @@ class OIDCClient:
             registry.validate(token.claims)
         except (JoseError, ValueError) as exc:
             logger.info("Access token rejected: %s", exc)
-            raise SignInError("invalid_token", "The access token is not valid.") from exc
+            raise SignInError("invalid_token", N_("The access token is not valid.")) from exc
         return dict(token.claims)
 
     async def logout_url(self, return_to: str, id_token_hint: str | None = None) -> str:

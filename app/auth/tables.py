@@ -19,3 +19,9 @@ class User(Table, tablename="user"):
     roles = Array(base_column=Varchar(length=64), default=list)
     created_at = Timestamptz(default=TimestamptzNow())
     last_login_at = Timestamptz(default=TimestamptzNow())
+    locale = Varchar(
+        length=16,
+        null=True,
+        default=None,
+        help_text="The page language the person chose (`de`), or null: the browser's",
+    )

@@ -16,18 +16,20 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date
 
 from app.billing.tables import LIVE_STATUSES, BillingChange, Customer, Plan, Price, Subscription
+from app.web.i18n import N_, language_of, translations
 
 STATUS_WORDS = {
-    "active": "Active",
-    "trialing": "Trial",
-    "past_due": "Past due",
-    "unpaid": "Unpaid",
-    "incomplete": "Incomplete",
-    "incomplete_expired": "Expired",
-    "canceled": "Canceled",
-    "paused": "Paused",
+    "active": N_("Active"),
+    "trialing": N_("Trial"),
+    "past_due": N_("Past due"),
+    "unpaid": N_("Unpaid"),
+    "incomplete": N_("Incomplete"),
+    "incomplete_expired": N_("Expired"),
+    "canceled": N_("Canceled"),
+    "paused": N_("Paused"),
 }
-INTERVAL_WORDS = {"month": "monthly", "year": "yearly", "week": "weekly", "day": "daily"}
+# Kept in English in the snapshot ("Pro monthly"); `describe_changes` translates the word.
+INTERVAL_WORDS = {"month": N_("monthly"), "year": N_("yearly"), "week": N_("weekly"), "day": N_("daily")}
 
 
 # The person's customer row and current subscription (the newest live one, else the newest) with its
@@ -128,56 +130,84 @@ def describe_changes(
     1 Dec 2026", "Cancels on 23 Dec 2026", "Billing email: a@example.com → b@example.com",
     "Billing address: 1 Main St, 10115, Berlin, DE". Each of email, name, phone, address and tax ids
     is named only when it changed (an address whose parts went from null to blank did not). Empty
-    when nothing changed.
+    when nothing changed. The sentences are in the language of `locale` (`de_CH` → German).
     """
     zone = ZoneInfo(tz)
+    gettext = translations(language_of(locale) or "en").ugettext
+
+    def _(message: str, /, **variables: str) -> str:
+        return gettext(message) % variables if variables else gettext(message)
+
     changes: list[Change] = []
     if before.get("card") != after.get("card"):
         old, new = before.get("card"), after.get("card")
-        text = f"Payment method: {old} → {new}" if old and new else f"Payment method: {new or 'removed'}"
+        if old and new:
+            text = _("Payment method: %(old)s → %(new)s", old=old, new=new)
+        elif new:
+            text = _("Payment method: %(new)s", new=new)
+        else:
+            text = _("Payment method: removed")
         changes.append(Change("payment_method", old, new, text))
     if before.get("plan") != after.get("plan") and after.get("plan"):
         old, new = before.get("plan"), after.get("plan")
         since = _date(after.get("period_start"), locale, zone)
-        text = f"Plan: {old} → {new}" if old else f"Plan: {new}"
-        changes.append(Change("plan", old, new, text + (f", from {since}" if since and old else "")))
+        shown_old, shown_new = _plan_label(old, gettext), _plan_label(new, gettext)
+        if old and since:
+            text = _("Plan: %(old)s → %(new)s, from %(date)s", old=shown_old, new=shown_new, date=since)
+        elif old:
+            text = _("Plan: %(old)s → %(new)s", old=shown_old, new=shown_new)
+        else:
+            text = _("Plan: %(new)s", new=shown_new)
+        changes.append(Change("plan", old, new, text))
     if before.get("status") != after.get("status") and after.get("status"):
         old, new = before.get("status"), after.get("status")
         if new == "canceled":
             ended = _date(after.get("ended_at"), locale, zone)
-            text = f"Subscription canceled{f' on {ended}' if ended else ''}"
+            text = _("Subscription canceled on %(date)s", date=ended) if ended else _("Subscription canceled")
         else:
-            text = f"Status: {STATUS_WORDS.get(old or '', old or 'none')} → {STATUS_WORDS.get(str(new), str(new))}"
+            text = _(
+                "Status: %(old)s → %(new)s",
+                old=gettext(STATUS_WORDS[old]) if old in STATUS_WORDS else (old or _("none")),
+                new=gettext(STATUS_WORDS[str(new)]) if str(new) in STATUS_WORDS else str(new),
+            )
         changes.append(Change("status", old, new, text))
     if before.get("cancel_at") != after.get("cancel_at") and after.get("status") != "canceled":
         old, new = before.get("cancel_at"), after.get("cancel_at")
         if new:
-            text = f"Cancels on {_date(new, locale, zone)}"
+            text = _("Cancels on %(date)s", date=_date(new, locale, zone))
         else:
-            text = "Cancellation withdrawn: your plan renews as usual"
+            text = _("Cancellation withdrawn: your plan renews as usual")
         changes.append(Change("cancellation", old, new, text))
-    for kind, label in (("email", "Billing email"), ("name", "Billing name"), ("phone", "Phone")):
+    for kind, label in (("email", N_("Billing email")), ("name", N_("Billing name")), ("phone", N_("Phone"))):
         old, new = before.get(kind) or None, after.get(kind) or None
         if old != new:
-            changes.append(Change(kind, old, new, _from_to(label, old, new)))
+            changes.append(Change(kind, old, new, _from_to(gettext(label), old, new, _)))
     old_address, new_address = _address(before.get("address")), _address(after.get("address"))
     if old_address != new_address:
         old, new = _flat(old_address), _flat(new_address)
-        changes.append(Change("address", old, new, _from_to("Billing address", old, new)))
+        changes.append(Change("address", old, new, _from_to(_("Billing address"), old, new, _)))
     old_tax, new_tax = _tax_ids(before.get("tax_ids")), _tax_ids(after.get("tax_ids"))
     if old_tax != new_tax:
         old, new = ", ".join(old_tax) or None, ", ".join(new_tax) or None
-        changes.append(Change("tax_ids", old, new, _from_to("Tax ID", old, new)))
+        changes.append(Change("tax_ids", old, new, _from_to(_("Tax ID"), old, new, _)))
     return changes
 
 
-def _from_to(label: str, old: str | None, new: str | None) -> str:
+def _plan_label(label: str | None, gettext: Any) -> str:
+    """ "Pro monthly" (as the snapshot keeps it) with the interval word translated: "Pro monatlich"."""
+    name, _, word = (label or "").rpartition(" ")
+    if name and word in INTERVAL_WORDS.values():
+        return f"{name} {gettext(word)}"
+    return label or ""
+
+
+def _from_to(label: str, old: str | None, new: str | None, _: Any) -> str:
     """ "Billing email: a@x → b@x", "Phone: +1 555 0100" (added), "Tax ID removed (DE123)"."""
     if old and new:
-        return f"{label}: {old} → {new}"
+        return str(_("%(label)s: %(old)s → %(new)s", label=label, old=old, new=new))
     if new:
-        return f"{label}: {new}"
-    return f"{label} removed ({old})"
+        return str(_("%(label)s: %(new)s", label=label, new=new))
+    return str(_("%(label)s removed (%(old)s)", label=label, old=str(old)))
 
 
 def _address(value: Any) -> dict[str, str] | None:

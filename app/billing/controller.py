@@ -21,6 +21,7 @@ from app.billing.tables import Customer
 from app.stripe_gateway import StripeGateway, StripeRequestRejected, StripeUnavailable
 from app.web.errors import error_response, stripe_failure_response
 from app.web.guards import requires_login
+from app.web.i18n import N_, request_preferences, request_stripe_locale
 from app.web.redirects import see_other
 from app.web.validation import is_checkout_session_id, is_lookup_key
 
@@ -44,18 +45,20 @@ class CheckoutController(Controller):
         """Create a Checkout Session for the chosen price (`price` = its lookup key) and go there."""
         lookup_key = (data.get("price") or "").strip()
         if not is_lookup_key(lookup_key):
-            return error_response(request, 400, "That plan is not available. Please choose one from the list.")
+            return error_response(request, 400, N_("That plan is not available. Please choose one from the list."))
         base_url = request.app.state.settings.app.base_url
         try:
-            url = await start_checkout(stripe_gateway, current_user, lookup_key, base_url)
+            url = await start_checkout(
+                stripe_gateway, current_user, lookup_key, base_url, locale=request_stripe_locale(request)
+            )
         except LookupError:
-            return error_response(request, 400, "That plan is not available. Please choose one from the list.")
+            return error_response(request, 400, N_("That plan is not available. Please choose one from the list."))
         except CheckoutRefused as exc:
-            flash(request, str(exc), category="warning")
+            flash(request, request_preferences(request).gettext(str(exc)), category="warning")
             return see_other(request, request.app.route_reverse("account:show"))
         except (StripeUnavailable, StripeRequestRejected) as exc:
             return stripe_failure_response(
-                request, "We could not reach our payment provider. Nothing was charged; please try again.", exc
+                request, N_("We could not reach our payment provider. Nothing was charged; please try again."), exc
             )
         return see_other(request, url)
 
@@ -74,7 +77,7 @@ class CheckoutController(Controller):
         """
         if not is_checkout_session_id(session_id):
             return error_response(
-                request, 400, "This link does not name a Checkout Session. Your account page shows your plan."
+                request, 400, N_("This link does not name a Checkout Session. Your account page shows your plan.")
             )
         customer = await Customer.objects().get(Customer.user == current_user.id)
         try:
@@ -83,7 +86,7 @@ class CheckoutController(Controller):
             raise NotFoundException from exc
         except StripeUnavailable as exc:
             return stripe_failure_response(
-                request, "We could not confirm your payment yet. It is safe to reload this page in a moment.", exc
+                request, N_("We could not confirm your payment yet. It is safe to reload this page in a moment."), exc
             )
         session_customer = session.get("customer")
         if (

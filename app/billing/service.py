@@ -13,6 +13,7 @@ from app.billing.tables import LIVE_STATUSES, Customer, PaymentTransaction, Plan
 from app.db import row_of, transaction
 from app.entitlements.service import FeatureInForce
 from app.stripe_gateway import StripeGateway
+from app.web.i18n import N_
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ async def purchasable_price(user: User, lookup_key: str) -> Price:
             "You already have a subscription. Change or cancel it from Manage Subscription on your account page."
         )
     if price.type == "one_time" and await lifetime_payment(user.id) is not None:
-        raise CheckoutRefused("You already have lifetime access.")
+        raise CheckoutRefused(N_("You already have lifetime access."))
     return price
 
 
@@ -135,9 +136,11 @@ async def start_checkout(
     base_url: str,
     success_url: str | None = None,
     cancel_url: str | None = None,
+    *,
+    locale: str | None = None,
 ) -> str:
     """Create a Checkout Session for the price with `lookup_key`; returns its URL (see `create_checkout`)."""
-    session = await create_checkout(gateway, user, lookup_key, base_url, success_url, cancel_url)
+    session = await create_checkout(gateway, user, lookup_key, base_url, success_url, cancel_url, locale=locale)
     return str(session["url"])
 
 
@@ -148,13 +151,16 @@ async def create_checkout(
     base_url: str,
     success_url: str | None = None,
     cancel_url: str | None = None,
+    *,
+    locale: str | None = None,
 ) -> dict[str, Any]:
     """Create a Checkout Session for the price with `lookup_key`; returns the session (`id`, `url`, …).
 
     Mode `subscription` for recurring prices, `payment` for one-time (lifetime) ones. `success_url`
     defaults to this app's success page (with `{CHECKOUT_SESSION_ID}`), `cancel_url` to the plans
     page, both under `APP_BASE_URL` (`base_url`); API callers may pass their own (already checked
-    against the allowed origins). https://docs.stripe.com/api/checkout/sessions/create
+    against the allowed origins). `locale` is Checkout's language (`de`, `en-GB`, `auto`; see
+    `app.web.i18n.stripe_locale`). https://docs.stripe.com/api/checkout/sessions/create
 
     Raises:
         LookupError: no active price has that lookup key.
@@ -173,6 +179,8 @@ async def create_checkout(
         "cancel_url": cancel_url or f"{base_url}/plans",
         "metadata": metadata,
     }
+    if locale:
+        params["locale"] = locale
     if price.type == "recurring":
         params["mode"] = "subscription"
         params["subscription_data"] = {"metadata": metadata}

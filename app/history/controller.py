@@ -44,7 +44,7 @@ from app.history.service import (
 )
 from app.web.guards import requires_login
 from app.web.htmx import page_or_fragment
-from app.web.i18n import request_preferences
+from app.web.i18n import N_, request_preferences
 
 Query = Annotated[str | None, QueryParameter(required=False)]
 FromQuery = Annotated[str | None, QueryParameter(name="from", required=False)]
@@ -104,7 +104,7 @@ class HistoryController(Controller):
         signer = CursorSigner(settings.session_secret, current_user.id)
         try:
             if after and before:
-                raise CursorError("A page link can go forward or back, not both.")
+                raise CursorError(N_("A page link can go forward or back, not both."))
             after_position = signer.decode(after) if after else None
             before_position = signer.decode(before) if before else None
         except CursorError as exc:

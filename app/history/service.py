@@ -35,7 +35,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from app.billing.tables import PaymentTransaction
-from app.web.i18n import amount_decimal
+from app.web.i18n import N_, amount_decimal
 
 PAGE_SIZES = (10, 25, 50)
 DEFAULT_PAGE_SIZE = 10
@@ -158,13 +158,27 @@ class HistoryFilters:
 EARLIEST_DATE, LATEST_DATE = date(1970, 1, 1), date(9998, 12, 31)
 
 
+# The filter errors, in English; pages show them in the person's language (`| t`).
+DATE_ERRORS = {
+    "start": (
+        N_("Enter the start date as YYYY-MM-DD, for example 2026-11-23."),
+        N_("Enter a start date between 1970-01-01 and 9998-12-31."),
+    ),
+    "end": (
+        N_("Enter the end date as YYYY-MM-DD, for example 2026-11-23."),
+        N_("Enter an end date between 1970-01-01 and 9998-12-31."),
+    ),
+}
+
+
 def _parse_date(value: str | None, label: str) -> date:
+    malformed, out_of_range = DATE_ERRORS[label]
     try:
         parsed = date.fromisoformat((value or "").strip())
     except ValueError:
-        raise ValueError(f"Enter the {label} date as YYYY-MM-DD, for example 2026-11-23.") from None
+        raise ValueError(malformed) from None
     if not EARLIEST_DATE <= parsed <= LATEST_DATE:
-        raise ValueError(f"Enter a {label} date between {EARLIEST_DATE.isoformat()} and {LATEST_DATE.isoformat()}.")
+        raise ValueError(out_of_range)
     return parsed
 
 
@@ -179,7 +193,7 @@ def parse_filters(
     errors: dict[str, str] = {}
     status = (status or "").strip() or "all"
     if status not in STATUS_FILTERS:
-        errors["status"] = "Choose a status from the list: " + ", ".join(STATUS_FILTERS) + "."
+        errors["status"] = N_("Choose a status from the list.")
     start = end = None
     if date_from and date_from.strip():
         try:
@@ -192,7 +206,7 @@ def parse_filters(
         except ValueError as exc:
             errors["to"] = str(exc)
     if start and end and start > end:
-        errors["to"] = "The end date must be on or after the start date."
+        errors["to"] = N_("The end date must be on or after the start date.")
     if errors:
         raise FilterError(errors)
     return HistoryFilters(status=status, date_from=start, date_to=end, timezone=timezone)
@@ -209,7 +223,7 @@ def parse_page_size(value: str | None) -> int:
         return DEFAULT_PAGE_SIZE
     if value.strip() in {str(s) for s in PAGE_SIZES}:
         return int(value)
-    raise FilterError({"size": "Choose 10, 25 or 50 payments per page."})
+    raise FilterError({"size": N_("Choose 10, 25 or 50 payments per page.")})
 
 
 class CursorSigner:
@@ -234,7 +248,7 @@ class CursorSigner:
         Raises:
             CursorError: the cursor is malformed, altered, or was made for another user.
         """
-        invalid = CursorError("This page link is not valid (it was changed or belongs to someone else).")
+        invalid = CursorError(N_("This page link is not valid (it was changed or belongs to someone else)."))
         head, dot, tail = token.strip().partition(".")
         if not dot or len(token) > 512:
             raise invalid

@@ -9,6 +9,7 @@ from litestar.params import FromQuery
 from litestar.response import Template
 
 from app.billing.service import person_summary, plans_with_prices
+from app.web.i18n import remember_user_language
 from app.entitlements.service import features_lost
 from app.web.htmx import page_or_fragment
 
@@ -25,6 +26,8 @@ class PlansController(Controller):
         """Plan cards for the monthly or yearly switch; an htmx request gets the switch and the cards."""
         user_id = request.session.get("user_id")
         person = await person_summary(user_id) if isinstance(user_id, int) else None
+        if person is not None:
+            remember_user_language(request, person.user.locale)
         billing = person.billing if person is not None else None
         plans = await plans_with_prices()
         lose: dict[int, list[str]] = {}

@@ -32,7 +32,7 @@ from app.stripe_gateway import StripeGateway, StripeRequestRejected, StripeUnava
 from app.web.dependencies import signed_in_person
 from app.web.errors import error_response, stripe_failure_response, stripe_refusal_response
 from app.web.guards import requires_login
-from app.web.i18n import date, request_preferences
+from app.web.i18n import N_, date, request_preferences, request_stripe_locale
 from app.web.redirects import see_other
 from app.web.validation import is_lookup_key
 
@@ -86,8 +86,9 @@ class PortalController(Controller):
     ) -> Response[Any]:
         """Create a Billing Portal Session for the chosen workflow and go there (303 or `HX-Redirect`)."""
         settings = request.app.state.settings
+        _ = request_preferences(request).gettext
         if data.get("price") and not is_lookup_key(data.get("price")):
-            return error_response(request, 400, "That plan change is not available.")
+            return error_response(request, 400, N_("That plan change is not available."))
         try:
             url = await create_portal_session(
                 stripe_gateway,
@@ -96,6 +97,7 @@ class PortalController(Controller):
                 settings.app.base_url,
                 price_lookup_key=data.get("price"),
                 retention_coupon=settings.app.portal_retention_coupon,
+                locale=request_stripe_locale(request),
             )
         except UnknownWorkflow as exc:
             return error_response(request, 400, str(exc))
@@ -103,14 +105,20 @@ class PortalController(Controller):
             return Template(template_name="portal/no_customer.html", status_code=409)
         except CancellationPending as exc:
             when = date({"request": request}, exc.cancels_at)
-            flash(request, f"Your plan already cancels on {when}. Changed your mind? Keep my plan.", category="info")
+            flash(
+                request,
+                _("Your plan already cancels on %(date)s. Changed your mind? Keep my plan.", date=when),
+                category="info",
+            )
             return see_other(request, request.app.route_reverse("account:show"))
         except StripeRequestRejected as exc:
             return stripe_refusal_response(request, exc)
         except StripeUnavailable as exc:
             return stripe_failure_response(
                 request,
-                "We could not open the billing portal right now. Nothing was changed; please try again in a minute.",
+                N_(
+                    "We could not open the billing portal right now. Nothing was changed; please try again in a minute."
+                ),
                 exc,
             )
         return see_other(request, url)
@@ -136,7 +144,7 @@ class PortalController(Controller):
             )
         except StripeUnavailable as exc:
             return stripe_failure_response(
-                request, "We could not load your changes from Stripe yet. Reload this page in a moment.", exc
+                request, N_("We could not load your changes from Stripe yet. Reload this page in a moment."), exc
             )
         if summary is None:
             raise NotFoundException
@@ -144,7 +152,7 @@ class PortalController(Controller):
             for change in summary.changes:
                 flash(request, change["text"], category="success")
         else:
-            flash(request, "No changes", category="info")
+            flash(request, preferences.gettext("No changes"), category="info")
         if summary.cancelled:
             return Redirect(f"{request.app.route_reverse('portal:cancelled')}?ps={ps}", status_code=HTTP_303_SEE_OTHER)
         return Redirect(request.app.route_reverse(summary.next_page), status_code=HTTP_303_SEE_OTHER)
@@ -174,7 +182,7 @@ class PortalController(Controller):
         """
         raw_ps = data.get("ps", "")
         if not raw_ps.isascii() or not raw_ps.isdigit() or not 1 <= int(raw_ps) < 2**31:
-            return error_response(request, 400, "That form is incomplete. Reload the page and try again.")
+            return error_response(request, 400, N_("That form is incomplete. Reload the page and try again."))
         try:
             recorded = await record_cancellation_reason(
                 current_user, int(raw_ps), data.get("reason", ""), load_portal_spec()
@@ -183,5 +191,9 @@ class PortalController(Controller):
             return error_response(request, 400, str(exc))
         if not recorded:
             raise NotFoundException
-        flash(request, "Thank you for telling us why you are leaving.", category="success")
+        flash(
+            request,
+            request_preferences(request).gettext("Thank you for telling us why you are leaving."),
+            category="success",
+        )
         return Redirect(request.app.route_reverse("account:show"), status_code=HTTP_303_SEE_OTHER)

@@ -24,6 +24,7 @@ from app.db import row_of
 from app.portal.tables import PortalConfiguration, PortalSession
 from app.settings import PROJECT_ROOT
 from app.stripe_gateway import StripeGateway
+from app.web.i18n import N_
 
 DEFAULT_PORTAL_FILE = PROJECT_ROOT / "portal.toml"
 WORKFLOWS = ("payment_update", "subscription_management", "cancellation_process", "billing_review", "profile_update")
@@ -230,7 +231,7 @@ async def _flow_data(
     if workflow == PLAN_CHANGE:
         price = await Price.objects().get((Price.lookup_key == (price_lookup_key or "")) & (Price.active == True))  # noqa: E712
         if subscription is None or price is None or price.type != "recurring":
-            raise UnknownWorkflow("That plan change is not available.")
+            raise UnknownWorkflow(N_("That plan change is not available."))
         return {
             "type": "subscription_update_confirm",
             "subscription_update_confirm": {
@@ -252,7 +253,7 @@ async def _item_id(gateway: StripeGateway, customer: Customer, stripe_subscripti
     async for sub in gateway.subscriptions_of(customer.stripe_customer_id):
         if sub["id"] == stripe_subscription_id:
             return str(sub["items"]["data"][0]["id"])
-    raise UnknownWorkflow("That subscription no longer exists.")
+    raise UnknownWorkflow(N_("That subscription no longer exists."))
 
 
 async def create_portal_session(
@@ -262,10 +263,14 @@ async def create_portal_session(
     base_url: str,
     price_lookup_key: str | None = None,
     retention_coupon: str | None = None,
+    *,
+    locale: str | None = None,
 ) -> str:
     """Create a Billing Portal Session for the signed-in user's own customer; returns its URL
-    (see `open_portal_session`)."""
-    opened = await open_portal_session(gateway, user, workflow, base_url, price_lookup_key, retention_coupon)
+    (see `open_portal_session`; `locale` is the portal's language, `de`, `auto`)."""
+    opened = await open_portal_session(
+        gateway, user, workflow, base_url, price_lookup_key, retention_coupon, locale=locale
+    )
     return opened.url
 
 
@@ -328,7 +333,7 @@ async def open_portal_session(
         StripeUnavailable / StripeRequestRejected: nothing was recorded.
     """
     if workflow not in (*WORKFLOWS, PLAN_CHANGE, OVERVIEW):
-        raise UnknownWorkflow("Unknown workflow.")
+        raise UnknownWorkflow(N_("Unknown workflow."))
     configuration_key = "subscription_management" if workflow == PLAN_CHANGE else workflow
     # One statement before Stripe is called: the customer, the workflow's configuration, the billing
     # snapshot and the live subscription, and the row's id minted from the sequence (the return URL
@@ -445,14 +450,14 @@ def portal_entry_points(billing: AccountBilling) -> dict[str, Any]:
 
 # Stripe's own wording of `cancellation_details.feedback` values in its portal.
 REASON_LABELS = {
-    "too_expensive": "It's too expensive",
-    "missing_features": "Some features are missing",
-    "switched_service": "I'm switching to a different service",
-    "unused": "I don't use the service enough",
-    "customer_service": "Customer service was less than expected",
-    "too_complex": "Ease of use was less than expected",
-    "low_quality": "Quality was less than expected",
-    "other": "Other reason",
+    "too_expensive": N_("It's too expensive"),
+    "missing_features": N_("Some features are missing"),
+    "switched_service": N_("I'm switching to a different service"),
+    "unused": N_("I don't use the service enough"),
+    "customer_service": N_("Customer service was less than expected"),
+    "too_complex": N_("Ease of use was less than expected"),
+    "low_quality": N_("Quality was less than expected"),
+    "other": N_("Other reason"),
 }
 
 
@@ -502,7 +507,7 @@ async def record_cancellation_reason(user: User, portal_session_id: int, reason:
         UnknownWorkflow: `reason` is not one of `portal.toml`'s `cancellation_reasons`.
     """
     if reason not in spec.cancellation_reasons:
-        raise UnknownWorkflow("Choose one of the listed reasons.")
+        raise UnknownWorkflow(N_("Choose one of the listed reasons."))
     if not await PortalSession.exists().where(
         (PortalSession.id == portal_session_id) & (PortalSession.user == user.id)
     ):

@@ -12,6 +12,7 @@ from app.auth.tables import User
 from app.billing.service import PersonSummary, person_summary
 from app.db import row_of
 from app.web.guards import LoginRequired
+from app.web.i18n import remember_user_language
 
 
 def provide_oidc(state: State) -> OIDCClient:
@@ -21,7 +22,7 @@ def provide_oidc(state: State) -> OIDCClient:
 
 
 async def provide_current_user(request: Request[Any, Any, Any]) -> User:
-    """The signed-in `User` row.
+    """The signed-in `User` row; its chosen language (`user.locale`) then decides the page's language.
 
     Raises:
         LoginRequired: no user id in the session, or the user no longer exists.
@@ -34,6 +35,7 @@ async def provide_current_user(request: Request[Any, Any, Any]) -> User:
     if user is None:
         request.clear_session()
         raise LoginRequired
+    remember_user_language(request, user.locale)
     return user
 
 
@@ -50,4 +52,5 @@ async def signed_in_person(request: Request[Any, Any, Any]) -> PersonSummary:
     if summary is None:
         request.clear_session()
         raise LoginRequired
+    remember_user_language(request, summary.user.locale)
     return summary

@@ -23,30 +23,31 @@ from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_500_INTERNAL_SERVER_E
 from app.db import DATABASE_UNAVAILABLE
 from app.web.guards import LoginRequired
 from app.web.htmx import VARY_HX_REQUEST, is_htmx
+from app.web.i18n import N_, request_preferences
 from app.web.security import request_id_of
 
 logger = logging.getLogger(__name__)
 
 TITLES = {
-    400: "That request could not be understood",
-    401: "Please sign in",
-    403: "You can't do that",
-    404: "Page not found",
-    405: "That action isn't available here",
-    409: "That can't be done right now",
-    413: "That request is too large",
-    422: "Please check the form",
-    429: "Too many requests",
-    500: "Something went wrong",
-    502: "A service we rely on did not answer",
-    503: "Temporarily unavailable",
+    400: N_("That request could not be understood"),
+    401: N_("Please sign in"),
+    403: N_("You can't do that"),
+    404: N_("Page not found"),
+    405: N_("That action isn't available here"),
+    409: N_("That can't be done right now"),
+    413: N_("That request is too large"),
+    422: N_("Please check the form"),
+    429: N_("Too many requests"),
+    500: N_("Something went wrong"),
+    502: N_("A service we rely on did not answer"),
+    503: N_("Temporarily unavailable"),
 }
 
 MESSAGES = {
-    403: "You don't have access to this page.",
-    404: "We couldn't find that page. It may have moved, or the link may be wrong.",
-    500: "Something went wrong on our side. Please try again in a moment.",
-    503: "We can't reach our database right now. Nothing was lost; please try again in a moment.",
+    403: N_("You don't have access to this page."),
+    404: N_("We couldn't find that page. It may have moved, or the link may be wrong."),
+    500: N_("Something went wrong on our side. Please try again in a moment."),
+    503: N_("We can't reach our database right now. Nothing was lost; please try again in a moment."),
 }
 
 
@@ -57,13 +58,17 @@ def _is_machine_route(request: Request[Any, Any, Any]) -> bool:
 def error_response(
     request: Request[Any, Any, Any], status_code: int, message: str, reference: str | None = None
 ) -> Response[Any]:
-    """Render an error for `request` as JSON, an inline HTMX fragment or a full page."""
+    """Render an error for `request` as JSON, an inline HTMX fragment or a full page.
+
+    Pages show the title and `message` in the person's language (`message` is looked up in the
+    catalog as given: pass a string marked with `N_`, or one already translated)."""
     if _is_machine_route(request):
         return Response({"error": message}, status_code=status_code, media_type=MediaType.JSON)
+    translations = request_preferences(request).translations
     context = {
         "status_code": status_code,
-        "title": TITLES.get(status_code, "Something went wrong"),
-        "message": message,
+        "title": translations.ugettext(TITLES.get(status_code, N_("Something went wrong"))),
+        "message": translations.ugettext(message),
         "reference": reference,
         "request_id": request_id_of(request.scope),
     }
@@ -89,14 +94,14 @@ def stripe_failure_response(request: Request[Any, Any, Any], message: str, exc: 
 
 # Stripe's refusals (4xx) that a person can act on, by a phrase of Stripe's message or its error code.
 REFUSAL_MESSAGES = (
-    ("already set to be canceled", "Your subscription is already set to cancel. Use Keep my plan to undo that."),
-    ("canceled subscription", "This subscription has already ended, so it can't be changed any more."),
-    ("resource_missing", "Stripe no longer knows this subscription or customer. Reload the page to see your plan."),
-    ("not enabled in the portal configuration", "That option is switched off for this site. Contact support."),
+    ("already set to be canceled", N_("Your subscription is already set to cancel. Use Keep my plan to undo that.")),
+    ("canceled subscription", N_("This subscription has already ended, so it can't be changed any more.")),
+    ("resource_missing", N_("Stripe no longer knows this subscription or customer. Reload the page to see your plan.")),
+    ("not enabled in the portal configuration", N_("That option is switched off for this site. Contact support.")),
 )
 
 
-def stripe_refusal_message(exc: Exception) -> str:
+def stripe_refusal_message(exc: Exception, request: Request[Any, Any, Any] | None = None) -> str:
     """What a person should read when Stripe refused a request (4xx): what is wrong, never "try again".
 
     Known refusals get their own sentence (`REFUSAL_MESSAGES`); others quote Stripe's own message,
@@ -105,15 +110,17 @@ def stripe_refusal_message(exc: Exception) -> str:
     text = f"{exc} {getattr(exc, 'code', '') or ''}"
     for phrase, message in REFUSAL_MESSAGES:
         if phrase in text:
-            return message
-    return f"Stripe refused this change: {exc}"
+            return request_preferences(request).gettext(message) if request is not None else message
+    if request is None:
+        return f"Stripe refused this change: {exc}"
+    return request_preferences(request).gettext("Stripe refused this change: %(reason)s", reason=str(exc))
 
 
 def stripe_refusal_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """409 with `stripe_refusal_message`, referencing Stripe's request id, logged."""
     reference = getattr(exc, "request_id", None) or secrets.token_hex(6)
     logger.info("Stripe refused (reference %s) %s %s: %s", reference, request.method, request.url.path, exc)
-    return error_response(request, 409, stripe_refusal_message(exc), reference=reference)
+    return error_response(request, 409, stripe_refusal_message(exc, request), reference=reference)
 
 
 def login_required_handler(request: Request[Any, Any, Any], _: LoginRequired) -> Response[Any]:
@@ -134,14 +141,18 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     if status_code >= HTTP_500_INTERNAL_SERVER_ERROR:
         return internal_error_handler(request, exc)
     if isinstance(exc, PermissionDeniedException) and "CSRF" in str(exc.detail):
-        message = "This form has expired. Reload the page and try again."
+        message = N_("This form has expired. Reload the page and try again.")
     elif status_code == 429:
         seconds = (exc.headers or {}).get("RateLimit-Reset", "60")
-        message = f"Too many attempts in a short time. Please try again in {seconds} seconds."
+        message = request_preferences(request).ngettext(
+            "Too many attempts in a short time. Please try again in %(num)s second.",
+            "Too many attempts in a short time. Please try again in %(num)s seconds.",
+            int(seconds) if str(seconds).isdigit() else 60,
+        )
     elif status_code in MESSAGES:
         message = MESSAGES[status_code]
     else:
-        message = str(exc.detail) if exc.detail else TITLES.get(status_code, "That request was refused.")
+        message = str(exc.detail) if exc.detail else TITLES.get(status_code, N_("That request was refused."))
     logger.info("%s %s -> %s: %s", request.method, request.url.path, status_code, exc.detail)
     response = error_response(request, status_code, message)
     if exc.headers:

@@ -1,8 +1,14 @@
-"""Money and dates for people: Babel formatting in the person's locale and time zone.
+"""Pages in the person's language: words (gettext catalogs), money and dates (Babel).
 
-The locale comes from the browser's `Accept-Language` (falling back to `DEFAULT_LOCALE`); the time
-zone from the `tz` cookie that `static/js/app.js` sets from the browser's own setting (falling
-back to `DEFAULT_TIMEZONE`), so pages without JavaScript still show correct, labelled times.
+The language is, in order: the person's choice (the footer switcher; kept on the `user` row and
+in the session for signed-in people, in the `lang` cookie for everyone), then the browser's
+`Accept-Language`, then `DEFAULT_LOCALE`. Money and dates use the same language, with the region
+of the browser's tag when it names that language (`de-CH` → `de_CH`). The time zone comes from the
+`tz` cookie that `static/js/app.js` sets from the browser's own setting (falling back to
+`DEFAULT_TIMEZONE`), so pages without JavaScript still show correct, labelled times.
+
+Catalogs live in `app/translations/<lang>/LC_MESSAGES/messages.po` and are compiled to `.mo` by
+`make translations` (part of `make run` and `make test`); README "Languages".
 """
 
 from __future__ import annotations
@@ -13,12 +19,57 @@ from datetime import date as Date
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency
+from babel.support import Translations
+from jinja2 import pass_context
+
+# The page languages, by their code, each named in its own language (the footer switcher's labels).
+LANGUAGES: dict[str, str] = {"en": "English", "de": "Deutsch", "fr": "Français", "es": "Español"}
+TRANSLATIONS_DIR = Path(__file__).resolve().parent.parent / "translations"
+LANGUAGE_COOKIE = "lang"
+"""Cookie holding the language anyone chose with the footer switcher (`de`)."""
+SESSION_LANGUAGE_KEY = "locale"
+"""Session key holding a signed-in person's chosen language (copied from `user.locale`)."""
+USER_LANGUAGE_STATE_KEY = "user_locale"
+"""Scope state key where `provide_current_user` leaves the loaded user row's `locale`."""
+
+
+def N_(message: str) -> str:
+    """Mark `message` for extraction without translating it (module constants, translated where shown)."""
+    return message
+
+
+class CatalogsMissing(RuntimeError):
+    """The compiled catalogs (`.mo`) are missing: run `make translations`."""
+
+
+@lru_cache(maxsize=16)
+def translations(language: str) -> Translations:
+    """The compiled catalog of `language` (one of `LANGUAGES`), loaded once per process.
+
+    Raises:
+        CatalogsMissing: `app/translations/<language>/LC_MESSAGES/messages.mo` does not exist.
+    """
+    if language not in LANGUAGES:
+        language = "en"
+    mo = TRANSLATIONS_DIR / language / "LC_MESSAGES" / "messages.mo"
+    if not mo.is_file():
+        raise CatalogsMissing(f"{mo} is missing: run `make translations` (pybabel compile -d app/translations)")
+    with mo.open("rb") as fp:
+        return Translations(fp, domain="messages")
+
+
+def check_catalogs() -> None:
+    """Load every language's catalog; raises `CatalogsMissing` naming the first one not compiled."""
+    for language in LANGUAGES:
+        translations(language)
+
 
 # Stripe amounts are in the currency's smallest unit; these currencies have none below the unit
 # (https://docs.stripe.com/currencies#zero-decimal) or three decimals (#three-decimal).
@@ -91,36 +142,138 @@ def timezone_named(name: str | None, default: str) -> ZoneInfo:
 
 @dataclass(frozen=True)
 class Preferences:
-    """How to show money and dates to one person: a Babel locale (`en_US`) and an IANA zone."""
+    """How to speak to one person: the page language (`de`), the Babel locale of money and dates
+    (`de_CH`, always of that language) and an IANA zone."""
 
     locale: str
     timezone: ZoneInfo
+    language: str = "en"
 
     @property
     def timezone_name(self) -> str:
         return self.timezone.key
 
+    @property
+    def translations(self) -> Translations:
+        return translations(self.language)
+
+    def gettext(self, message: str, /, **variables: Any) -> str:
+        """`message` in the person's language, `%(name)s` placeholders filled from `variables`."""
+        text = self.translations.ugettext(message)
+        return text % variables if variables else text
+
+    def ngettext(self, singular: str, plural: str, n: int, /, **variables: Any) -> str:
+        """The singular or plural form for `n` in the person's language; `%(num)s` is `n`."""
+        return self.translations.ungettext(singular, plural, n) % {"num": n, **variables}
+
+
+def language_of(tag: str | None) -> str | None:
+    """The supported language of a tag (`de-CH`, `de_CH`, `DE`) or None."""
+    if not tag or len(tag) > 35:
+        return None
+    code = tag.replace("_", "-").split("-")[0].lower()
+    return code if code in LANGUAGES else None
+
+
+def resolve_language(choice: str | None, accept_language: str | None, default_locale: str) -> tuple[str, str]:
+    """(page language, formatting locale) for a person's `choice`, the `Accept-Language` header and
+    `DEFAULT_LOCALE`, in that order; see the module docstring. Never raises.
+
+    >>> resolve_language("de", "de-CH,en;q=0.5", "en_US")
+    ('de', 'de_CH')
+    >>> resolve_language(None, "fr-FR", "en_US")
+    ('fr', 'fr_FR')
+    """
+    tags = parse_accept_language(accept_language if accept_language and len(accept_language) <= 512 else None)
+    language = language_of(choice)
+    if language is None:
+        language = next((lang for lang in map(language_of, tags) if lang), None)
+    if language is None:
+        language = language_of(default_locale) or "en"
+    for tag in [*tags, default_locale]:
+        if language_of(tag) != language:
+            continue
+        try:
+            return language, str(Locale.parse(tag.replace("_", "-"), sep="-"))
+        except (ValueError, UnknownLocaleError):
+            continue
+    return language, language
+
 
 _PREFERENCES_KEY = "billing_preferences"
 
 
+def chosen_language(request: Any) -> str | None:
+    """The language the person chose, if any: the loaded `user` row's, else the session's, else the
+    `lang` cookie's. Reads nothing from the database (the user row is the one the page loaded)."""
+    state = request.scope.get("state") or {}
+    session = request.scope.get("session")
+    for value in (
+        state.get(USER_LANGUAGE_STATE_KEY),
+        session.get(SESSION_LANGUAGE_KEY) if isinstance(session, dict) else None,
+        request.cookies.get(LANGUAGE_COOKIE),
+    ):
+        if isinstance(value, str) and len(value) <= 8 and language_of(value):
+            return language_of(value)
+    return None
+
+
 def request_preferences(request: Any) -> Preferences:
-    """The one place that reads a person's locale (`Accept-Language`) and time zone (`tz` cookie);
-    any unknown, malformed or oversized value falls back to `DEFAULT_LOCALE` / `DEFAULT_TIMEZONE`.
+    """The one place that reads a person's language (their choice, `Accept-Language`), locale and
+    time zone (`tz` cookie); any unknown, malformed or oversized value falls back to
+    `DEFAULT_LOCALE` / `DEFAULT_TIMEZONE`.
 
     Resolved once per request and kept in the ASGI scope, so every template helper of a page
-    (`money`, `date`, ... called once per row) reuses it instead of negotiating again.
+    (`money`, `date`, `gettext`, ... called once per row) reuses it instead of negotiating again.
     """
     state = request.scope.setdefault("state", {})
     cached = state.get(_PREFERENCES_KEY)
     if cached is not None:
         return cached
     app_settings = request.app.state.settings.app
-    header = request.headers.get("accept-language")
-    locale = negotiate_locale(header if header and len(header) <= 512 else None, app_settings.default_locale)
-    preferences = Preferences(locale, timezone_named(request.cookies.get("tz"), app_settings.default_timezone))
+    language, locale = resolve_language(
+        chosen_language(request), request.headers.get("accept-language"), app_settings.default_locale
+    )
+    preferences = Preferences(
+        locale, timezone_named(request.cookies.get("tz"), app_settings.default_timezone), language
+    )
     state[_PREFERENCES_KEY] = preferences
     return preferences
+
+
+def remember_user_language(request: Any, locale: str | None) -> None:
+    """Called with the signed-in person's loaded `user.locale`: it wins over the session and cookie."""
+    state = request.scope.setdefault("state", {})
+    if locale and state.get(USER_LANGUAGE_STATE_KEY) != locale:
+        state[USER_LANGUAGE_STATE_KEY] = locale
+        state.pop(_PREFERENCES_KEY, None)
+
+
+# Stripe's Checkout and Billing Portal locales
+# (https://docs.stripe.com/api/checkout/sessions/create#create_checkout_session-locale).
+STRIPE_LOCALES = frozenset(
+    "bg cs da de el en en-GB es es-419 et fi fil fr fr-CA hr hu id it ja ko lt lv ms mt nb nl pl pt pt-BR "
+    "ro ru sk sl sv th tr vi zh zh-HK zh-TW".split()
+)
+_SPAIN_AND_NOT_LATIN_AMERICA = frozenset({"ES", "GQ", "PH", "US"})
+
+
+def stripe_locale(locale: str) -> str:
+    """The Stripe Checkout / Billing Portal `locale` for a Babel locale: `de_CH` → `de`,
+    `en_GB` → `en-GB`, `fr_CA` → `fr-CA`, `es_MX` → `es-419`; `auto` for what Stripe does not speak."""
+    language, _, territory = locale.replace("-", "_").partition("_")
+    territory = territory.split("_")[-1] if territory else ""
+    if language == "es" and territory and territory not in _SPAIN_AND_NOT_LATIN_AMERICA and territory.isalpha():
+        return "es-419"
+    for candidate in (f"{language}-{territory}", language):
+        if candidate in STRIPE_LOCALES:
+            return candidate
+    return "auto"
+
+
+def request_stripe_locale(request: Any) -> str:
+    """`stripe_locale` of the request's preferences: what Checkout and the portal should speak."""
+    return stripe_locale(request_preferences(request).locale)
 
 
 def _request_settings(context: Mapping[str, Any]) -> tuple[str, ZoneInfo]:
@@ -134,6 +287,49 @@ def _request_settings(context: Mapping[str, Any]) -> tuple[str, ZoneInfo]:
 def request_locale(context: Mapping[str, Any]) -> str:
     """Template callable: the negotiated locale of the current request."""
     return _request_settings(context)[0]
+
+
+def _context_preferences(context: Mapping[str, Any]) -> Preferences | None:
+    request = context.get("request")
+    return request_preferences(request) if request is not None else None
+
+
+def page_language(context: Mapping[str, Any]) -> str:
+    """Template callable: the page's language as a BCP 47 tag for `<html lang>` (`de`, `de-CH`)."""
+    preferences = _context_preferences(context)
+    if preferences is None:
+        return "en"
+    return preferences.locale.replace("_", "-")
+
+
+def languages(context: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
+    """Template callable: `(code, name, is_current)` for the footer's language switcher."""
+    preferences = _context_preferences(context)
+    current = preferences.language if preferences else "en"
+    return [(code, name, code == current) for code, name in LANGUAGES.items()]
+
+
+@pass_context
+def template_gettext(context: Any, message: str) -> str:
+    """Jinja's `gettext`/`_` (wrapped by the i18n extension's newstyle gettext) in the page's language."""
+    preferences = _context_preferences(context)
+    return (preferences.translations if preferences else translations("en")).ugettext(message)
+
+
+@pass_context
+def translate_filter(context: Any, value: Any) -> Any:
+    """Jinja filter `t`: a string from data (a feature name of `plans.toml`) in the page's language,
+    as written when the catalog does not have it. `{{ features | map('t') | join(', ') }}`."""
+    if not isinstance(value, str) or not value:
+        return value
+    return template_gettext(context, value)
+
+
+@pass_context
+def template_ngettext(context: Any, singular: str, plural: str, n: int) -> str:
+    """Jinja's `ngettext` and `{% trans count=n %}…{% pluralize %}…{% endtrans %}` in the page's language."""
+    preferences = _context_preferences(context)
+    return (preferences.translations if preferences else translations("en")).ungettext(singular, plural, n)
 
 
 def money(context: Mapping[str, Any], amount_cents: int | None, currency: str | None) -> str:

@@ -73,10 +73,21 @@ def url_for(context: Mapping[str, Any], route_name: str, /, **path_parameters: A
 
 
 def configure_engine(engine: JinjaTemplateEngine, auto_reload: bool = True) -> None:
-    """Register this module's callables on the engine. `auto_reload=False` (production) stops Jinja
-    from checking every template file's modification time each time a page includes it."""
-    engine.engine.auto_reload = auto_reload
+    """Register this module's callables on the engine, and Jinja's i18n extension with newstyle
+    gettext bound to the request's language (`{{ _("Plan") }}`, `{% trans %}`, `ngettext`).
+    `auto_reload=False` (production) stops Jinja from checking every template file's modification
+    time each time a page includes it."""
+    env = engine.engine
+    env.auto_reload = auto_reload
+    env.add_extension("jinja2.ext.i18n")
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_callables(  # type: ignore[attr-defined]
+        i18n.template_gettext, i18n.template_ngettext, newstyle=True
+    )
+    env.filters["t"] = i18n.translate_filter
     engine.register_template_callable("url_for", url_for)
+    engine.register_template_callable("page_language", i18n.page_language)
+    engine.register_template_callable("languages", i18n.languages)
     engine.register_template_callable("session_value", session_value)
     engine.register_template_callable("has_session", has_session)
     engine.register_template_callable("brand", brand)

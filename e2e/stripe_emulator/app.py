@@ -137,7 +137,7 @@ class EmulatorApp:
             await _send(send, status, json.dumps(payload).encode(), [(b"content-type", b"application/json")])
             return
         try:
-            page = self.pages.handle(method, path, query, body)
+            page = self.pages.handle(method, path, query, body, accept_language=headers.get("accept-language"))
         except StripeError as err:
             await _send(send, err.status, json.dumps(err.body()).encode(), [(b"content-type", b"application/json")])
             return

@@ -88,8 +88,8 @@ def add_interval(ts: int, interval: str, count: int, anchor_day: int | None = No
     return int(dt.replace(year=year, month=month, day=day).timestamp())
 
 
-def money(amount: int, currency: str) -> str:
-    """Amount in minor units → "$12.00" (Babel, en_US)."""
+def money(amount: int, currency: str, locale: str = "en_US") -> str:
+    """Amount in minor units → "$12.00" (Babel, en_US; "12,00 $" with `locale="de"`)."""
     from babel.numbers import format_currency
 
     zero_decimal = currency.lower() in {
@@ -111,7 +111,7 @@ def money(amount: int, currency: str) -> str:
         "xpf",
     }
     value = amount if zero_decimal else amount / 100
-    return str(format_currency(value, currency.upper(), locale="en_US"))
+    return str(format_currency(value, currency.upper(), locale=locale))
 
 
 class Emulator(Store):

@@ -2,18 +2,25 @@
 
 Plain HTML forms that work without JavaScript, with a `<label for>` on every input, modelled on
 https://docs.stripe.com/payments/checkout and https://docs.stripe.com/customer-management.
+
+Like Stripe's, the pages speak the session's `locale` (`auto` or none: the browser's
+`Accept-Language`; invoices and receipts: the customer's `preferred_locales`), in the languages
+the portal app has catalogs for (`app/translations`: en, de, fr, es); any other is English.
 """
 
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from babel.dates import format_date
+from babel.support import NullTranslations, Translations
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .engine import LIVE_STATUSES, _period_end, money
@@ -22,15 +29,70 @@ from .pdf import invoice_pdf
 from .sessions import CANCEL_REASONS, StripeEmulator
 from .store import Obj
 
+TRANSLATIONS_DIR = Path(__file__).resolve().parents[2] / "app" / "translations"
+PAGE_LANGUAGES = ("en", "de", "fr", "es")
+_page_language: ContextVar[str] = ContextVar("emulator_page_language", default="en")
+_page_locale: ContextVar[str] = ContextVar("emulator_page_locale", default="en_US")
+
+
+def N_(message: str) -> str:
+    """Mark `message` for extraction; translated where it is shown."""
+    return message
+
+
+@lru_cache(maxsize=8)
+def _catalog(language: str) -> NullTranslations:
+    return Translations.load(str(TRANSLATIONS_DIR), [language], domain="messages")
+
+
+def _(message: str, /, **variables: Any) -> str:
+    """`message` in the page's language, `%(name)s` placeholders filled from `variables`."""
+    text = _catalog(_page_language.get()).ugettext(message)
+    return text % variables if variables else text
+
+
+def tr(message: str, /, **variables: Any) -> str:
+    """`_` for a message held in a variable (marked with `N_` where it is written)."""
+    return _(message, **variables)
+
+
+def _ngettext(singular: str, plural: str, n: int) -> str:
+    return _catalog(_page_language.get()).ungettext(singular, plural, n)
+
+
+def use_locale(stripe_locale: str | None, accept_language: str | None = None) -> None:
+    """Speak `stripe_locale` (`de`, `fr-CA`, `es-419`) on this page; `auto`/None: the first language of
+    `accept_language` the pages know; English otherwise. Money and dates follow the same locale."""
+    tags = [stripe_locale] if stripe_locale and stripe_locale != "auto" else []
+    for part in (accept_language or "")[:512].split(","):
+        tag = part.split(";")[0].strip()
+        if tag and tag != "*":
+            tags.append(tag)
+    for tag in tags:
+        language = tag.replace("_", "-").split("-")[0].lower()
+        if language in PAGE_LANGUAGES:
+            region = tag.replace("_", "-").split("-")[1] if "-" in tag.replace("_", "-") else ""
+            _page_language.set(language)
+            _page_locale.set(f"{language}_{region.upper()}" if region.isalpha() and len(region) == 2 else language)
+            return
+    _page_language.set("en")
+    _page_locale.set("en_US")
+
+
+def local_money(amount: int, currency: str) -> str:
+    """`money` in the page's locale: 1999 usd → "$19.99" (en), "19,99 $" (de)."""
+    return money(amount, currency, locale=_page_locale.get())
+
+
 REASON_LABELS = {
-    "too_expensive": "It's too expensive",
-    "missing_features": "Some features are missing",
-    "switched_service": "I'm switching to a different service",
-    "unused": "I don't use the service enough",
-    "customer_service": "Customer service was less than expected",
-    "too_complex": "Ease of use was less than expected",
-    "low_quality": "Quality was less than expected",
-    "other": "Other reason",
+    "too_expensive": N_("It's too expensive"),
+    "missing_features": N_("Some features are missing"),
+    "switched_service": N_("I'm switching to a different service"),
+    "unused": N_("I don't use the service enough"),
+    "customer_service": N_("Customer service was less than expected"),
+    "too_complex": N_("Ease of use was less than expected"),
+    "low_quality": N_("Quality was less than expected"),
+    "other": N_("Other reason"),
 }
 TAX_TYPES = ["eu_vat", "gb_vat", "us_ein", "au_abn", "ca_bn", "ch_vat", "no_vat", "in_gst"]
 
@@ -54,17 +116,26 @@ def day(ts: int | None) -> str:
     """Unix seconds → "January 5, 2027"."""
     if not ts:
         return ""
-    return str(format_date(datetime.fromtimestamp(ts, UTC), format="long", locale="en_US"))
+    return str(format_date(datetime.fromtimestamp(ts, UTC), format="long", locale=_page_locale.get()))
+
+
+INTERVALS = {
+    "day": (N_("%(amount)s per day"), N_("%(amount)s every %(count)s days")),
+    "week": (N_("%(amount)s per week"), N_("%(amount)s every %(count)s weeks")),
+    "month": (N_("%(amount)s per month"), N_("%(amount)s every %(count)s months")),
+    "year": (N_("%(amount)s per year"), N_("%(amount)s every %(count)s years")),
+}
 
 
 def price_label(p: Obj) -> str:
-    """ "$10.00 per month", "$100.00 per year", "$5.00" for one-time prices."""
-    amount = money(p["unit_amount"] or 0, p["currency"])
+    """ "$10.00 per month", "$100.00 per year", "$5.00" for one-time prices (in the page's language)."""
+    amount = local_money(p["unit_amount"] or 0, p["currency"])
     rec = p.get("recurring")
     if not rec:
         return amount
     count = rec["interval_count"]
-    return f"{amount} per {rec['interval']}" if count == 1 else f"{amount} every {count} {rec['interval']}s"
+    one, several = INTERVALS.get(rec["interval"], INTERVALS["month"])
+    return tr(one, amount=amount) if count == 1 else tr(several, amount=amount, count=count)
 
 
 def parse_expiry(value: str) -> tuple[int, int]:
@@ -101,9 +172,15 @@ class HostedPages:
 
     def __init__(self, em: StripeEmulator) -> None:
         self.em = em
+        self.accept_language: str | None = None
         self.env = Environment(
             loader=FileSystemLoader(Path(__file__).parent / "templates"),
             autoescape=select_autoescape(["html"]),
+            extensions=["jinja2.ext.i18n"],
+        )
+        self.env.policies["ext.i18n.trimmed"] = True
+        self.env.install_gettext_callables(  # type: ignore[attr-defined]
+            lambda message: _catalog(_page_language.get()).ugettext(message), _ngettext, newstyle=True
         )
 
     @property
@@ -113,10 +190,15 @@ class HostedPages:
     def render(self, template: str, status: int = 200, **context: Any) -> Page:
         """Render a template with the business name in context."""
         context.setdefault("business", self.business)
+        context.setdefault("lang", _page_locale.get().replace("_", "-"))
         return Page(status, self.env.get_template(template).render(**context).encode())
 
-    def handle(self, method: str, path: str, query: str, body: bytes) -> Page | None:
+    def handle(
+        self, method: str, path: str, query: str, body: bytes, accept_language: str | None = None
+    ) -> Page | None:
         """Answer a hosted-page request, or None when the path is not a hosted page."""
+        self.accept_language = accept_language
+        use_locale(None, accept_language)
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)) if body else {}
         args = dict(parse_qsl(query, keep_blank_values=True))
         try:
@@ -133,8 +215,8 @@ class HostedPages:
                 return self.render(
                     "portal_flow.html",
                     404,
-                    title="Not found",
-                    heading="This page could not be found",
+                    title=_("Not found"),
+                    heading=_("This page could not be found"),
                     error=err.message,
                 )
             raise
@@ -144,6 +226,7 @@ class HostedPages:
     def checkout(self, method: str, cs_id: str, form: dict[str, str]) -> Page:
         """GET shows the Checkout page; POST pays, then 303 to `success_url` or re-renders with the error."""
         cs = self.em.get(cs_id, "checkout.session")
+        use_locale(cs["locale"], self.accept_language)
         error = None
         if method == "POST" and cs["status"] == "open":
             try:
@@ -152,7 +235,7 @@ class HostedPages:
                 # A Customer's email is fixed on the page; without one the person types it (Stripe stores it).
                 email = self._customer_email(cs) or form.get("email", "").strip()
                 if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
-                    raise StripeError("Your email address is invalid.", status=400, code="email_invalid")
+                    raise StripeError(_("Your email address is invalid."), status=400, code="email_invalid")
                 self.em.complete_checkout(
                     cs_id,
                     email=email,
@@ -169,23 +252,23 @@ class HostedPages:
                 **it,
                 "display": price_label(it["price"])
                 if it["quantity"] == 1
-                else f"{money(it['amount_total'], it['currency'])}",
+                else f"{local_money(it['amount_total'], it['currency'])}",
             }
             for it in self.em.checkout_line_items(cs_id)
         ]
-        total = money(cs["amount_total"] or 0, cs["currency"] or "usd")
+        total = local_money(cs["amount_total"] or 0, cs["currency"] or "usd")
         names = ", ".join(it["description"] for it in items)
         heading = {
-            "subscription": f"Subscribe to {names}",
-            "payment": f"Pay {self.business}",
-            "setup": "Save your card for future payments",
+            "subscription": _("Subscribe to %(names)s", names=names),
+            "payment": _("Pay %(business)s", business=self.business),
+            "setup": _("Save your card for future payments"),
         }[cs["mode"]]
-        button = {"subscription": "Subscribe", "payment": "Pay", "setup": "Save card"}[cs["mode"]]
+        button = {"subscription": _("Subscribe"), "payment": _("Pay"), "setup": _("Save card")}[cs["mode"]]
         email = self._customer_email(cs) or (cs["customer_details"] or {}).get("email") or cs["customer_email"]
         return self.render(
             "checkout.html",
             402 if error else 200,
-            title=f"{self.business} – Checkout",
+            title=_("%(business)s – Checkout", business=self.business),
             session=cs,
             items=items,
             total=total,
@@ -209,6 +292,7 @@ class HostedPages:
         bps = self.em.get(bps_id, "billing_portal.session")
         cfg = self.em.get(bps["configuration"], "billing_portal.configuration")
         cust = self.em.get(bps["customer"], "customer")
+        use_locale(bps["locale"], self.accept_language)
         base = f"/p/session/{bps_id}"
         features = cfg["features"]
         flow = bps["flow"]
@@ -228,10 +312,10 @@ class HostedPages:
         if rest == "/done":
             return self.render(
                 "portal_flow.html",
-                title="Done",
+                title=_("Done"),
                 kind="done",
-                heading="Done",
-                message=side.get("done_message") or "Your changes have been saved.",
+                heading=_("Done"),
+                message=tr(side.get("done_message") or N_("Your changes have been saved.")),
                 return_url=bps["return_url"],
             )
         if rest == "/payment-method" and features["payment_method_update"]["enabled"]:
@@ -241,13 +325,15 @@ class HostedPages:
         if m := re.fullmatch(r"/subscriptions/([^/]+)/(cancel|renew|update|update/confirm|confirm)", rest):
             sub = self.em.get(m.group(1), "subscription")
             if sub["customer"] != cust["id"]:
-                return self.render("portal_flow.html", 404, title="Not found", heading="This page could not be found")
+                return self.render(
+                    "portal_flow.html", 404, title=_("Not found"), heading=_("This page could not be found")
+                )
             action = m.group(2)
             if action == "cancel" and features["subscription_cancel"]["enabled"]:
                 return self.portal_cancel(method, bps, cfg, sub, form)
             if action == "renew" and method == "POST":
                 self.em.update_subscription(sub["id"], {"cancel_at_period_end": "false"})
-                return redirect(f"{base}?message=" + quote("Your subscription has been renewed."))
+                return redirect(f"{base}?message=" + quote(N_("Your subscription has been renewed.")))
             if action == "update" and features["subscription_update"]["enabled"]:
                 return self.portal_update(bps, cfg, sub)
             if action == "update/confirm" and features["subscription_update"]["enabled"]:
@@ -275,10 +361,10 @@ class HostedPages:
         return self.render(
             "portal_flow.html",
             404,
-            title="Not found",
-            heading="This page could not be found",
+            title=_("Not found"),
+            heading=_("This page could not be found"),
             back_url=base,
-            back_label="Back",
+            back_label=_("Back"),
         )
 
     def _sub_view(self, sub: Obj, base: str, features: Obj, options: bool) -> dict[str, Any]:
@@ -290,6 +376,9 @@ class HostedPages:
             "price": price_label(item["price"]),
             "quantity": item["quantity"],
             "status": sub["status"],
+            "status_label": tr(SUBSCRIPTION_STATUSES[sub["status"]])
+            if sub["status"] in SUBSCRIPTION_STATUSES
+            else sub["status"],
             "renew_date": day(_period_end(sub)),
             "cancel_date": day(sub["cancel_at"]) if canceling else None,
             "can_update": features["subscription_update"]["enabled"] and options and not canceling,
@@ -324,8 +413,10 @@ class HostedPages:
         invoices = [
             {
                 "date": day(i["created"]),
-                "amount": money(i["total"], i["currency"]),
-                "status": i["status"].title(),
+                "amount": local_money(i["total"], i["currency"]),
+                "status": (
+                    tr(INVOICE_STATUSES[i["status"]]) if i["status"] in INVOICE_STATUSES else i["status"]
+                ).title(),
                 "url": i["hosted_invoice_url"],
                 "pdf": i["invoice_pdf"],
                 "number": i["number"],
@@ -340,10 +431,10 @@ class HostedPages:
         bp = cfg["business_profile"]
         return self.render(
             "portal_home.html",
-            title=f"{self.business} – Billing",
+            title=_("%(business)s – Billing", business=self.business),
             return_url=bps["return_url"],
-            headline=bp["headline"],
-            message=message,
+            headline=tr(bp["headline"]) if bp["headline"] else None,
+            message=tr(message) if message else None,
             subscriptions=subs,
             features=features,
             payment_methods=pms,
@@ -373,8 +464,8 @@ class HostedPages:
 
     def _back(self, bps: Obj) -> tuple[str, str]:
         if bps["flow"] and bps["return_url"]:
-            return bps["return_url"], f"Return to {self.business}"
-        return f"/p/session/{bps['id']}", "Back"
+            return bps["return_url"], _("Return to %(business)s", business=self.business)
+        return f"/p/session/{bps['id']}", _("Back")
 
     def portal_payment_method(self, method: str, bps: Obj, cust: Obj, form: dict[str, str]) -> Page:
         """Add a card and make it the default for the customer and their subscriptions."""
@@ -392,16 +483,16 @@ class HostedPages:
                     self.em.remove(pm["id"])
                     raise
                 self.em.set_default_payment_method(cust["id"], pm["id"])
-                return self._finish(bps, ("payment_method_update",), "Your payment method has been updated.")
+                return self._finish(bps, ("payment_method_update",), N_("Your payment method has been updated."))
             except StripeError as err:
                 error = err.message
         back_url, back_label = self._back(bps)
         return self.render(
             "portal_flow.html",
             402 if error else 200,
-            title="Update payment method",
+            title=_("Update payment method"),
             kind="payment_method",
-            heading="Update payment method",
+            heading=_("Update payment method"),
             action=f"/p/session/{bps['id']}/payment-method",
             error=error,
             back_url=back_url,
@@ -431,7 +522,7 @@ class HostedPages:
                     and params["email"]
                     and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", params["email"])
                 ):
-                    raise StripeError("Invalid email address.", param="email")
+                    raise StripeError(_("Invalid email address."), param="email")
                 self.em.update_customer(cust["id"], params)
                 if "tax_id" in allowed:
                     value = form.get("tax_id_value", "").strip()
@@ -444,16 +535,16 @@ class HostedPages:
                         not current or value != current["value"] or form.get("tax_id_type") != current["type"]
                     ):
                         self.em.create_tax_id(cust["id"], {"type": form.get("tax_id_type") or "eu_vat", "value": value})
-                return self._finish(bps, (), "Your billing information has been updated.")
+                return self._finish(bps, (), N_("Your billing information has been updated."))
             except StripeError as err:
                 error = err.message
         back_url, back_label = self._back(bps)
         return self.render(
             "portal_flow.html",
             400 if error else 200,
-            title="Update information",
+            title=_("Update information"),
             kind="billing",
-            heading="Update information",
+            heading=_("Update information"),
             action=f"/p/session/{bps['id']}/billing",
             allowed=allowed,
             customer=cust,
@@ -472,25 +563,36 @@ class HostedPages:
         if method == "POST":
             reason = form.get("reason") or None
             self.em.portal_cancel(sub["id"], cfg, reason, form.get("comment") or None)
-            return self._finish(bps, ("subscription_cancel",), "Your subscription has been canceled.")
+            return self._finish(bps, ("subscription_cancel",), N_("Your subscription has been canceled."))
         reasons = (
-            [(r, REASON_LABELS.get(r, r)) for r in (sc["cancellation_reason"]["options"] or CANCEL_REASONS)]
+            [
+                (r, tr(REASON_LABELS[r]) if r in REASON_LABELS else r)
+                for r in (sc["cancellation_reason"]["options"] or CANCEL_REASONS)
+            ]
             if sc["cancellation_reason"]["enabled"]
             else []
         )
         view = self._sub_view(sub, "", cfg["features"], False)
-        effect = (
-            "will be canceled immediately."
-            if sc["mode"] == "immediately"
-            else "will be canceled, but is still available until the end of your billing period on "
-            f"{day(_period_end(sub))}."
-        )
+        if sc["mode"] == "immediately":
+            effect = _(
+                "Your %(name)s subscription (%(price)s) will be canceled immediately.",
+                name=view["name"],
+                price=view["price"],
+            )
+        else:
+            effect = _(
+                "Your %(name)s subscription (%(price)s) will be canceled, but is still available until the end "
+                "of your billing period on %(date)s.",
+                name=view["name"],
+                price=view["price"],
+                date=day(_period_end(sub)),
+            )
         back_url, back_label = self._back(bps)
         return self.render(
             "portal_flow.html",
-            title="Cancel subscription",
+            title=_("Cancel subscription"),
             kind="cancel",
-            heading="Cancel your subscription",
+            heading=_("Cancel your subscription"),
             sub=view,
             reasons=reasons,
             cancel_effect=effect,
@@ -512,9 +614,9 @@ class HostedPages:
         back_url, back_label = self._back(bps)
         return self.render(
             "portal_flow.html",
-            title="Update subscription",
+            title=_("Update subscription"),
             kind="update",
-            heading="Update your subscription",
+            heading=_("Update your subscription"),
             sub=self._sub_view(sub, "", cfg["features"], False),
             options=options,
             allow_quantity="quantity" in allowed,
@@ -540,16 +642,16 @@ class HostedPages:
                 return self.render(
                     "portal_flow.html",
                     400,
-                    title="Update subscription",
+                    title=_("Update subscription"),
                     kind="none",
-                    heading="That plan is not available",
-                    error="Choose one of the plans offered.",
+                    heading=_("That plan is not available"),
+                    error=_("Choose one of the plans offered."),
                     back_url=f"{base}/subscriptions/{sub['id']}/update",
-                    back_label="Back",
+                    back_label=_("Back"),
                 )
         if method == "POST":
             self.em.portal_switch(sub["id"], cfg, items)
-            return self._finish(bps, (flow_type,), "Your subscription has been updated.")
+            return self._finish(bps, (flow_type,), N_("Your subscription has been updated."))
         behaviour = cfg["features"]["subscription_update"]["proration_behavior"]
         now = self.em.now_for_customer(sub["customer"])
         lines = self.em.preview_change_lines(sub, items, behaviour, now)
@@ -579,21 +681,21 @@ class HostedPages:
         back_url, back_label = (
             self._back(bps)
             if flow_type == "subscription_update_confirm"
-            else (f"{base}/subscriptions/{sub['id']}/update", "Back")
+            else (f"{base}/subscriptions/{sub['id']}/update", _("Back"))
         )
         return self.render(
             "portal_flow.html",
-            title="Confirm your update",
+            title=_("Confirm your update"),
             kind="confirm",
-            heading="Confirm your update",
+            heading=_("Confirm your update"),
             sub=view,
             change=change,
             lines=[
-                {"description": line["description"], "amount": money(line["amount"], line["currency"])}
+                {"description": line["description"], "amount": local_money(line["amount"], line["currency"])}
                 for line in lines
             ],
-            due=money(max(due, 0) if immediate else due, sub["currency"]),
-            due_label="Amount due today" if immediate else "Adjustment on your next invoice",
+            due=local_money(max(due, 0) if immediate else due, sub["currency"]),
+            due_label=_("Amount due today") if immediate else _("Adjustment on your next invoice"),
             hidden=hidden,
             action=action,
             back_url=back_url,
@@ -604,6 +706,7 @@ class HostedPages:
     def invoice(self, method: str, iid: str, pdf: bool, form: dict[str, str]) -> Page:
         """The hosted invoice page (pay an open invoice by card) and its PDF."""
         inv = self.em.get(iid, "invoice")
+        self._use_customer_locale(inv["customer"])
         if pdf:
             filename = f"Invoice-{inv['number'] or inv['id']}.pdf"
             return Page(
@@ -627,19 +730,24 @@ class HostedPages:
             except StripeError as err:
                 error = err.message
         lines = [
-            {"description": x["description"], "quantity": x["quantity"], "amount": money(x["amount"], x["currency"])}
+            {
+                "description": x["description"],
+                "quantity": x["quantity"],
+                "amount": local_money(x["amount"], x["currency"]),
+            }
             for x in inv["lines"]["data"]
         ]
         return self.render(
             "invoice.html",
             402 if error else 200,
-            title=f"Invoice {inv['number'] or inv['id']}",
+            title=_("Invoice %(number)s", number=inv["number"] or inv["id"]),
             inv=inv,
+            status_label=tr(INVOICE_STATUSES[inv["status"]]) if inv["status"] in INVOICE_STATUSES else inv["status"],
             lines=lines,
             date=day(inv["created"]),
-            total=money(inv["total"], inv["currency"]),
-            paid=money(inv["amount_paid"], inv["currency"]),
-            remaining=money(inv["amount_remaining"], inv["currency"]),
+            total=local_money(inv["total"], inv["currency"]),
+            paid=local_money(inv["amount_paid"], inv["currency"]),
+            remaining=local_money(inv["amount_remaining"], inv["currency"]),
             error=error,
             action=f"/invoices/{iid}",
         )
@@ -647,14 +755,40 @@ class HostedPages:
     def receipt(self, ch_id: str) -> Page:
         """The receipt page behind `charge.receipt_url`."""
         ch = self.em.get(ch_id, "charge")
+        if ch.get("customer"):
+            self._use_customer_locale(ch["customer"])
         card = (ch["payment_method_details"] or {}).get("card") or {}
         return self.render(
             "receipt.html",
-            title=f"Receipt from {self.business}",
+            title=_("Receipt from %(business)s", business=self.business),
             charge=ch,
-            amount=money(ch["amount"], ch["currency"]),
-            refunded=money(ch["amount_refunded"], ch["currency"]) if ch["amount_refunded"] else None,
+            amount=local_money(ch["amount"], ch["currency"]),
+            refunded=local_money(ch["amount_refunded"], ch["currency"]) if ch["amount_refunded"] else None,
             date=day(ch["created"]),
             brand=str(card.get("brand", "card")).title(),
             last4=card.get("last4", ""),
         )
+
+    def _use_customer_locale(self, customer_id: str | None) -> None:
+        """Invoices and receipts speak the customer's first `preferred_locales`, else the browser's language."""
+        cust = self.em.find(customer_id) if customer_id else None
+        preferred = (cust or {}).get("preferred_locales") or []
+        use_locale(preferred[0] if preferred else None, self.accept_language)
+
+
+# Shown as Stripe's own words (`paid`), in the page's language.
+INVOICE_STATUSES = {
+    "draft": N_("draft"),
+    "open": N_("open"),
+    "paid": N_("paid"),
+    "uncollectible": N_("uncollectible"),
+    "void": N_("void"),
+}
+SUBSCRIPTION_STATUSES = {
+    "active": N_("active"),
+    "trialing": N_("trialing"),
+    "past_due": N_("past_due"),
+    "unpaid": N_("unpaid"),
+    "incomplete": N_("incomplete"),
+    "paused": N_("paused"),
+}
