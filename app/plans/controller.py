@@ -9,9 +9,9 @@ from litestar.params import FromQuery
 from litestar.response import Template
 
 from app.billing.service import person_summary, plans_with_prices
-from app.web.i18n import remember_user_language
 from app.entitlements.service import features_lost
 from app.web.htmx import page_or_fragment
+from app.web.i18n import remember_user_language
 
 
 class PlansController(Controller):
