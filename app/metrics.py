@@ -10,6 +10,7 @@ adds the app's own series:
 | `billing_worker_iterations_total` | counter | event-worker loop turns (in web processes and standalone workers) |
 | `billing_stripe_request_seconds{operation}` | histogram | time of each Stripe API call |
 | `billing_stripe_request_errors_total{operation,kind}` | counter | failed Stripe calls by error class |
+| `billing_webhook_request_seconds{status_code}` | histogram | Stripe deliveries (answered before `billing_request_*`) |
 
 The event gauges are computed at scrape time with one query over `stripe_event`. With several web
 processes in one container, `scripts/serve` sets `PROMETHEUS_MULTIPROC_DIR` so a scrape adds up
@@ -44,6 +45,13 @@ STRIPE_REQUEST_SECONDS = Histogram(
 )
 STRIPE_REQUEST_ERRORS = Counter(
     "billing_stripe_request_errors", "Stripe API calls that failed, by error class", ["operation", "kind"]
+)
+
+WEBHOOK_REQUEST_SECONDS = Histogram(
+    "billing_webhook_request_seconds",
+    "Time to answer a Stripe webhook delivery in seconds, by HTTP status",
+    ["status_code"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 
 # One statement: counts by status and, on the pending row, the oldest due attempt's age.

@@ -55,6 +55,9 @@ async def test_metrics_expose_latency_and_event_gauges(metrics_url: str) -> None
     )
     async with httpx.AsyncClient(base_url=metrics_url) as http:
         assert (await http.get("/plans")).status_code == 200
+        # Stripe's deliveries are answered before Litestar's middleware: they have their own series.
+        unsigned = await http.post("/webhooks/stripe", content=b'{"id": "evt_x"}')
+        assert unsigned.status_code == 400
         response = await http.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     text = response.text
@@ -63,6 +66,7 @@ async def test_metrics_expose_latency_and_event_gauges(metrics_url: str) -> None
     assert sample(text, "billing_stripe_events", status="dead") == 0
     assert 590 <= sample(text, "billing_stripe_event_oldest_due_seconds") <= 700
     assert sample(text, "billing_request_duration_seconds_count", path="/plans", status_code="200") >= 1
+    assert sample(text, "billing_webhook_request_seconds_count", status_code="400") >= 1
     assert "billing_worker_iterations_total" in text
     assert "# TYPE billing_stripe_request_seconds histogram" in text
 

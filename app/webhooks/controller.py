@@ -6,6 +6,7 @@ import functools
 import ipaddress
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from litestar.status_codes import (
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.db import DATABASE_UNAVAILABLE, retry_if_connection_lost
+from app.metrics import WEBHOOK_REQUEST_SECONDS
 from app.stripe_gateway import StripeGateway, WebhookPayloadError, WebhookSignatureError
 from app.web.errors import MESSAGES as ERROR_MESSAGES
 from app.web.security import request_id_of
@@ -132,6 +134,7 @@ class WebhookFastPath:
         if scope["type"] != "http" or scope["path"] != "/webhooks/stripe" or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         signature = None
         declared = 0
         for name, value in scope["headers"]:
@@ -157,6 +160,7 @@ class WebhookFastPath:
         start: Any = {"type": "http.response.start", "status": status, "headers": headers}
         await send(start)
         await send({"type": "http.response.body", "body": content, "more_body": False})
+        WEBHOOK_REQUEST_SECONDS.labels(str(status)).observe(time.perf_counter() - started)
 
     @staticmethod
     async def _body(receive: Receive) -> bytes | None:
