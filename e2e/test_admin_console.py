@@ -145,7 +145,7 @@ async def test_operator_manages_the_portal_from_the_console(
     await page.screenshot(path=shot("events"), full_page=True)
     await failed.get_by_role("checkbox").check()
     await page.get_by_role("button", name="Replay selected").click()
-    await expect(page.get_by_text("Replayed: 1 event(s) applied.")).to_be_visible()
+    await expect(page.get_by_text("Replayed: 1 event applied.")).to_be_visible()
     await page.goto(live_stack.url(f"/admin/events/{event_id}"))
     await expect(page.locator(".facts")).to_contain_text("processed")
     await no_serious_axe_violations(page)

@@ -319,7 +319,7 @@ async def test_event_console_filters_ignores_and_shows_the_payload(client: Clien
     response = await client.post(
         "/admin/events/ignore", data={"_csrf_token": csrf(client), "event": ["evt_0", "evt_1"]}, follow_redirects=True
     )
-    assert "Marked 2 event(s) as ignored." in response.text
+    assert "Marked 2 events as ignored." in response.text
     assert {e["status"] for e in await StripeEvent.select(StripeEvent.status)} == {"ignored"}
     audit = await client.get("/admin/audit")
     assert "event.ignored" in audit.text and "olga@example.com" in audit.text
@@ -474,7 +474,7 @@ async def test_replaying_a_failed_event_applies_it(operator: Client, gateway: An
     page = await operator.post(
         "/admin/events/replay", data={"_csrf_token": csrf(operator), "event": event["id"]}, follow_redirects=True
     )
-    assert "Replayed: 1 event(s) applied." in page.text
+    assert "Replayed: 1 event applied." in page.text
     stored = await StripeEvent.objects().get(StripeEvent.stripe_event_id == event["id"])
     assert stored is not None and stored.status == "processed" and stored.attempts == 1
     assert await AuditEntry.exists().where(AuditEntry.action == "event.replayed")
@@ -512,7 +512,7 @@ async def test_reconcile_now_stores_and_applies_undelivered_events(
     async with serve_in_loop(create_app_from(env), port) as base, httpx.AsyncClient(base_url=base) as http:
         await signed_in(http, oidc_provider, "olga", roles=["admin"])
         page = await http.post("/admin/events/reconcile", data={"_csrf_token": csrf(http)}, follow_redirects=True)
-    assert "1 undelivered event(s) at Stripe, 1 stored, 1 applied." in page.text
+    assert "1 undelivered event at Stripe, 1 stored, 1 applied." in page.text
     linked = await Customer.objects().get(Customer.stripe_customer_id == customer.id)
     assert linked is not None and linked.user == person.id
     assert await AuditEntry.exists().where(AuditEntry.action == "events.reconciled")

@@ -325,3 +325,25 @@ async def test_support_sees_the_new_pages_but_cannot_change_anything(client: Cli
         response = await client.post(path, data={"_csrf_token": csrf(client), **data})
         assert response.status_code == 403, path
     assert await EntitlementOverride.count() == 0 and await HostApiKey.count() == 0
+
+
+async def test_a_german_operator_reads_the_form_errors_and_the_toast_in_german(console: Client) -> None:
+    """Validation messages are made without a request and translated where they are shown."""
+    person = await _customer_with_catalogue()
+    german = {"Accept-Language": "de-DE,de;q=0.9"}
+    data = {"_csrf_token": csrf(console), "feature": "", "kind": "grant", "until": "2020-01-01"}
+    page = await console.post(f"/admin/customers/{person.id}/entitlements", data=data, headers=german)
+    assert page.status_code == 422
+    text = _text(page)
+    assert "Wählen Sie eine Funktion." in text and "Das Enddatum muss in der Zukunft liegen (UTC)." in text
+    assert "Choose a feature." not in text and "must be in the future" not in text
+    data = {"_csrf_token": csrf(console), "feature": "custom_domain", "kind": "grant", "until": ""}
+    assert (await console.post(f"/admin/customers/{person.id}/entitlements", data=data)).status_code in (200, 303)
+    (override,) = await EntitlementOverride.objects()
+    removed = await console.post(
+        f"/admin/customers/{person.id}/entitlements/{override.id}/end",
+        data={"_csrf_token": csrf(console)},
+        headers=german,
+        follow_redirects=True,
+    )
+    assert "Freigabe von custom_domain entfernt." in _text(removed)

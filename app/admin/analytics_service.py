@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from app.portal.tables import PortalSession
+from app.web.i18n import N_, Message
 
 PRESETS = (7, 30, 90)
 MAX_DAYS = 366
@@ -59,9 +60,9 @@ def period_for(
         first = first or (last or today) - timedelta(days=29)
         last = last or today
         if last < first:
-            raise BadPeriod("The end date is before the start date.")
+            raise BadPeriod(Message(N_("The end date is before the start date.")))
         if (last - first).days + 1 > MAX_DAYS:
-            raise BadPeriod(f"Choose at most {MAX_DAYS} days.")
+            raise BadPeriod(Message(N_("Choose at most %(days)s days."), days=MAX_DAYS))
         return Period(first, last, timezone)
     days = preset if preset in PRESETS else 30
     return Period(today - timedelta(days=days - 1), today, timezone)

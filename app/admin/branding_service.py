@@ -22,6 +22,7 @@ from app.admin.audit import record_action
 from app.admin.tables import Branding
 from app.auth.tables import User
 from app.settings import BrandingSettings
+from app.web.i18n import N_, Message
 from piccolo_conf import DB
 
 AA_NORMAL_TEXT = 4.5
@@ -196,20 +197,34 @@ def validate_branding(form: dict[str, Any], logo: Logo | None) -> tuple[Branding
     errors: dict[str, str] = {}
     name = str(form.get("product_name") or "").strip()
     if not name or len(name) > 80:
-        errors["product_name"] = "Give a product name of 1 to 80 characters."
+        errors["product_name"] = Message(N_("Give a product name of 1 to 80 characters."))
     colors: dict[str, str] = {}
-    for key, label in (("primary_color", "Primary colour"), ("accent_color", "Accent colour")):
+    # Each colour's two messages (its format, its contrast), named after the field they sit under.
+    colour_messages = {
+        "primary_color": (
+            N_("Primary colour: write it as #rrggbb."),
+            N_(
+                "Primary colour %(value)s has a contrast of %(ratio)s:1 with white; WCAG AA needs at least "
+                "4.5:1. Choose a darker colour."
+            ),
+        ),
+        "accent_color": (
+            N_("Accent colour: write it as #rrggbb."),
+            N_(
+                "Accent colour %(value)s has a contrast of %(ratio)s:1 with white; WCAG AA needs at least "
+                "4.5:1. Choose a darker colour."
+            ),
+        ),
+    }
+    for key, (bad_format, low_contrast) in colour_messages.items():
         value = str(form.get(key) or "").strip().lower()
         colors[key] = value if HEX.fullmatch(value) else "#000000"
         if not HEX.fullmatch(value):
-            errors[key] = f"{label}: write it as #rrggbb."
+            errors[key] = Message(bad_format)
             continue
         worst = min(contrast_ratio(value, bg) for bg in PAGE_BACKGROUNDS)
         if worst < AA_NORMAL_TEXT:
-            errors[key] = (
-                f"{label} {value} has a contrast of {worst:.2f}:1 with white; WCAG AA needs at least 4.5:1. "
-                "Choose a darker colour."
-            )
+            errors[key] = Message(low_contrast, value=value, ratio=f"{worst:.2f}")
     urls: dict[str, str | None] = {}
     for key in ("logo_url", "support_url", "privacy_url", "terms_url"):
         value = str(form.get(key) or "").strip()
@@ -218,12 +233,12 @@ def validate_branding(form: dict[str, Any], logo: Logo | None) -> tuple[Branding
             parts = urlsplit(value)
             local = parts.hostname in {"localhost", "127.0.0.1"}
             if not parts.netloc or (parts.scheme != "https" and not (parts.scheme == "http" and local)):
-                errors[key] = "Give a full https:// address."
+                errors[key] = Message(N_("Give a full https:// address."))
     if logo is not None:
         if logo.content_type not in LOGO_TYPES or not _looks_like(logo.content, logo.content_type):
-            errors["logo"] = "The logo must be a PNG, JPEG or WebP image."
+            errors["logo"] = Message(N_("The logo must be a PNG, JPEG or WebP image."))
         elif len(logo.content) > MAX_LOGO_BYTES:
-            errors["logo"] = "The logo must be at most 256 KiB."
+            errors["logo"] = Message(N_("The logo must be at most 256 KiB."))
     view = BrandingView(
         product_name=name or "—",
         primary_color=colors["primary_color"],

@@ -23,6 +23,7 @@ from app.billing.tables import Plan, Price
 from app.portal.service import PortalSpec, configuration_params, load_portal_spec
 from app.portal.tables import PortalConfiguration
 from app.stripe_gateway import StripeGateway
+from app.web.i18n import N_, Message
 
 HEADLINE_MAX = 60
 MAX_PRODUCTS = 10
@@ -188,9 +189,9 @@ class ConfigurationForm:
 def _url_error(value: str, *, allow_local_http: bool = False) -> str | None:
     parts = urlsplit(value)
     if not parts.netloc or parts.scheme not in ("https", "http"):
-        return "Give a full https:// address."
+        return Message(N_("Give a full https:// address."))
     if parts.scheme == "http" and not (allow_local_http and parts.hostname in {"localhost", "127.0.0.1"}):
-        return "Use an https:// address."
+        return Message(N_("Use an https:// address."))
     return None
 
 
@@ -219,7 +220,9 @@ async def validate_form(form: ConfigurationForm) -> dict[str, Any]:
     """
     errors: dict[str, str] = {}
     if len(form.headline) > HEADLINE_MAX:
-        errors["headline"] = f"At most {HEADLINE_MAX} characters ({len(form.headline)} given)."
+        errors["headline"] = Message(
+            N_("At most %(max)s characters (%(given)s given)."), max=HEADLINE_MAX, given=len(form.headline)
+        )
     for key in ("privacy_policy_url", "terms_of_service_url", "default_return_url"):
         value = getattr(form, key)
         if value and (problem := _url_error(value, allow_local_http=key == "default_return_url")):
@@ -227,19 +230,23 @@ async def validate_form(form: ConfigurationForm) -> dict[str, Any]:
     if form.customer_update and (
         not form.customer_update_fields or set(form.customer_update_fields) - set(CUSTOMER_UPDATE_FIELDS)
     ):
-        errors["customer_update_fields"] = "Choose at least one of the fields Stripe lets customers update."
+        errors["customer_update_fields"] = Message(
+            N_("Choose at least one of the fields Stripe lets customers update.")
+        )
     if form.cancel_mode not in CANCEL_MODES:
-        errors["cancel_mode"] = "Choose at the end of the period or immediately."
+        errors["cancel_mode"] = Message(N_("Choose at the end of the period or immediately."))
     if form.cancel_proration not in CANCEL_PRORATIONS:
-        errors["cancel_proration"] = "Choose none or create prorations."
+        errors["cancel_proration"] = Message(N_("Choose none or create prorations."))
     if set(form.cancel_reasons) - set(CANCELLATION_REASONS):
-        errors["cancel_reasons"] = "Choose reasons from Stripe's list."
+        errors["cancel_reasons"] = Message(N_("Choose reasons from Stripe's list."))
     if form.update_proration not in UPDATE_PRORATIONS:
-        errors["update_proration"] = "Choose none, create prorations or always invoice."
+        errors["update_proration"] = Message(N_("Choose none, create prorations or always invoice."))
     products: dict[str, list[str]] = {}
     if form.update:
         if not form.update_allowed or set(form.update_allowed) - set(UPDATE_ALLOWED):
-            errors["update_allowed"] = "Choose what customers may change: price, quantity or promotion code."
+            errors["update_allowed"] = Message(
+                N_("Choose what customers may change: price, quantity or promotion code.")
+            )
         catalogue = {p["stripe_price_id"]: p for p in await catalogue_prices()}
         unknown = [p for p in form.update_prices if p not in catalogue]
         intervals: dict[tuple[str, str, int], str] = {}
@@ -249,18 +256,21 @@ async def validate_form(form: ConfigurationForm) -> dict[str, Any]:
             price = catalogue[price_id]
             slot = (str(price["product"]), str(price["interval"]), int(price["interval_count"] or 1))
             if slot in intervals:
-                errors["update_prices"] = (
-                    f"{price['plan']} has two prices per {price['interval']}; Stripe allows one price per interval "
-                    "per product."
+                errors["update_prices"] = Message(
+                    N_("%(plan)s has two prices per %(interval)s; Stripe allows one price per interval per product."),
+                    plan=price["plan"],
+                    interval=price["interval"],
                 )
             intervals[slot] = price_id
             products.setdefault(price["product"], []).append(price_id)
         if unknown:
-            errors["update_prices"] = f"Unknown or inactive prices: {', '.join(unknown)}."
+            errors["update_prices"] = Message(N_("Unknown or inactive prices: %(prices)s."), prices=", ".join(unknown))
         elif not products:
-            errors["update_prices"] = "Choose at least one price customers can switch to."
+            errors["update_prices"] = Message(N_("Choose at least one price customers can switch to."))
         elif len(products) > MAX_PRODUCTS:
-            errors["update_prices"] = f"Stripe allows at most {MAX_PRODUCTS} products ({len(products)} chosen)."
+            errors["update_prices"] = Message(
+                N_("Stripe allows at most %(max)s products (%(given)s chosen)."), max=MAX_PRODUCTS, given=len(products)
+            )
     if errors:
         raise ConfigurationInvalid(errors)
     features: dict[str, Any] = {
@@ -344,17 +354,22 @@ async def use_for_workflow(gateway: StripeGateway, configuration_id: str, workfl
     from app.portal.service import WORKFLOWS
 
     if workflow not in WORKFLOWS:
-        raise ConfigurationInvalid({"workflow": "Unknown workflow."})
+        raise ConfigurationInvalid({"workflow": Message(N_("Unknown workflow."))})
     cfg = await gateway.retrieve_portal_configuration(configuration_id)
     if not cfg.get("active"):
-        raise ConfigurationInvalid({"workflow": "Activate the configuration first."})
+        raise ConfigurationInvalid({"workflow": Message(N_("Activate the configuration first."))})
     serving = await PortalConfiguration.select(PortalConfiguration.workflow).where(
         (PortalConfiguration.stripe_configuration_id == configuration_id) & (PortalConfiguration.workflow != workflow)
     )
     if serving:
         # `portal_configuration.stripe_configuration_id` is unique: each workflow keeps its own configuration.
         raise ConfigurationInvalid(
-            {"workflow": f"This configuration already serves the {serving[0]['workflow']} workflow; create another."}
+            {
+                "workflow": Message(
+                    N_("This configuration already serves the %(workflow)s workflow; create another."),
+                    workflow=serving[0]["workflow"],
+                )
+            }
         )
     previous = (
         await PortalConfiguration.select(PortalConfiguration.stripe_configuration_id)

@@ -38,7 +38,7 @@ from app.stripe_gateway import StripeGateway, StripeGatewayError, StripeNotFound
 from app.web.errors import stripe_failure_response
 from app.web.guards import requires_admin, requires_support
 from app.web.htmx import page_or_fragment, wants_fragment
-from app.web.i18n import N_, request_preferences, timezone_named
+from app.web.i18n import N_, Message, request_preferences, timezone_named
 from app.web.redirects import safe_next_path
 from app.web.validation import within_int4
 
@@ -152,7 +152,10 @@ class EventsController(Controller):
         applied = await events.replay(stripe_gateway, ids or None, failed=not ids, actor=current_user)
         # `back` comes from the form: only a path on this site is followed.
         back = safe_next_path((form.get("back") or [""])[0], default="/admin/events")
-        return _back(back, N_("Replayed: %(applied)s event(s) applied."), request=request, applied=applied)
+        done = request_preferences(request).ngettext(
+            "Replayed: %(num)s event applied.", "Replayed: %(num)s events applied.", applied
+        )
+        return _back(back, done, request=request)
 
     @post("/ignore", name="admin:events:ignore", guards=[requires_admin], status_code=HTTP_303_SEE_OTHER)
     async def ignore(self, request: Req, current_user: NamedDependency[User]) -> Redirect:
@@ -161,7 +164,10 @@ class EventsController(Controller):
         if not ids:
             return _back("/admin/events", N_("Select at least one event to ignore."), "warning", request)
         changed = await events.mark_ignored(ids, actor=current_user)
-        return _back("/admin/events", N_("Marked %(changed)s event(s) as ignored."), request=request, changed=changed)
+        done = request_preferences(request).ngettext(
+            "Marked %(num)s event as ignored.", "Marked %(num)s events as ignored.", changed
+        )
+        return _back("/admin/events", done, request=request)
 
     @post("/reconcile", name="admin:events:reconcile", guards=[requires_admin], status_code=HTTP_303_SEE_OTHER)
     async def reconcile(
@@ -172,14 +178,14 @@ class EventsController(Controller):
             result = await events.reconcile(stripe_gateway, 72, actor=current_user)
         except StripeGatewayError as exc:
             return stripe_failure_response(request, N_("Stripe could not list undelivered events. Try again."), exc)
-        return _back(
-            "/admin/events",
-            N_("%(found)s undelivered event(s) at Stripe, %(stored)s stored, %(applied)s applied."),
-            request=request,
-            found=result.found,
+        done = request_preferences(request).ngettext(
+            "%(num)s undelivered event at Stripe, %(stored)s stored, %(applied)s applied.",
+            "%(num)s undelivered events at Stripe, %(stored)s stored, %(applied)s applied.",
+            result.found,
             stored=result.stored,
             applied=result.applied,
         )
+        return _back("/admin/events", done, request=request)
 
 
 class CustomersController(Controller):
@@ -273,8 +279,12 @@ class CustomersController(Controller):
             return _back(
                 f"/admin/customers/{user_id}", N_("That grant or revocation has already ended."), "warning", request
             )
-        what = "grant" if ended.kind == "grant" else "revocation"
-        return await self._entitlements_answer(request, user_id, f"Removed the {what} of {ended.feature}.")
+        removed = (
+            Message(N_("Removed the grant of %(feature)s."), feature=ended.feature)
+            if ended.kind == "grant"
+            else Message(N_("Removed the revocation of %(feature)s."), feature=ended.feature)
+        )
+        return await self._entitlements_answer(request, user_id, removed)
 
     @post(
         "/{user_id:int}/resync", name="admin:customer:resync", guards=[requires_admin], status_code=HTTP_303_SEE_OTHER
@@ -294,7 +304,10 @@ class CustomersController(Controller):
             return _back(back, N_("This person has no Stripe customer yet."), "warning", request)
         except StripeGatewayError as exc:
             return stripe_failure_response(request, N_("Stripe did not answer; nothing was changed."), exc)
-        return _back(back, N_("Resynced from Stripe: %(added)s change(s) recorded."), request=request, added=added)
+        done = request_preferences(request).ngettext(
+            "Resynced from Stripe: %(num)s change recorded.", "Resynced from Stripe: %(num)s changes recorded.", added
+        )
+        return _back(back, done, request=request)
 
 
 class AnalyticsController(Controller):
@@ -316,17 +329,18 @@ class AnalyticsController(Controller):
         try:
             period = analytics.period_for(days, _date(date_from), _date(date_to), _tz(request))
         except analytics.BadPeriod as exc:
-            error = str(exc)
+            error = exc.args[0]
             period = analytics.period_for(30, None, None, _tz(request))
         figures = await analytics.period_figures(period)
+        _ = request_preferences(request).gettext
         charts = {
-            "workflows": bar_chart("Sessions per workflow", figures.by_workflow, "workflow", "sessions"),
-            "days": column_chart("Sessions per day", figures.by_day, "day", "sessions"),
+            "workflows": bar_chart(_("Sessions per workflow"), figures.by_workflow, "workflow", "sessions"),
+            "days": column_chart(_("Sessions per day"), figures.by_day, "day", "sessions"),
             "cancellation-reasons": bar_chart(
-                "Cancellations by reason", figures.cancellations_by_reason, "reason", "cancellations"
+                _("Cancellations by reason"), figures.cancellations_by_reason, "reason", "cancellations"
             ),
             "cancellation-plans": bar_chart(
-                "Cancellations by plan", figures.cancellations_by_plan, "plan", "cancellations"
+                _("Cancellations by plan"), figures.cancellations_by_plan, "plan", "cancellations"
             ),
         }
         query = f"date_from={period.first.isoformat()}&date_to={period.last.isoformat()}"
@@ -358,7 +372,7 @@ class AnalyticsController(Controller):
         try:
             period = analytics.period_for(None, _date(date_from), _date(date_to), _tz(request))
         except analytics.BadPeriod as exc:
-            return Response(str(exc), status_code=400, media_type="text/plain")
+            return Response(request_preferences(request).gettext(exc.args[0]), status_code=400, media_type="text/plain")
         figures = await analytics.period_figures(period)
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=analytics.TABLES[table], extrasaction="ignore")
@@ -438,7 +452,9 @@ class ConfigurationsController(Controller):
         except configurations.ConfigurationInvalid as exc:
             return await self._form_page(None, form, exc.errors, 422)
         except StripeGatewayError as exc:
-            return stripe_failure_response(request, f"Stripe refused the configuration: {exc}", exc)
+            return stripe_failure_response(
+                request, Message(N_("Stripe refused the configuration: %(reason)s"), reason=str(exc)), exc
+            )
         return _back(f"/admin/configurations/{cfg['id']}", N_("Configuration created."), request=request)
 
     @get("/{configuration_id:str}", name="admin:configuration", cache=False)
@@ -492,7 +508,9 @@ class ConfigurationsController(Controller):
         except StripeNotFound as exc:
             raise NotFoundException from exc
         except StripeGatewayError as exc:
-            return stripe_failure_response(request, f"Stripe refused the configuration: {exc}", exc)
+            return stripe_failure_response(
+                request, Message(N_("Stripe refused the configuration: %(reason)s"), reason=str(exc)), exc
+            )
         return _back(f"/admin/configurations/{configuration_id}", N_("Configuration saved."), request=request)
 
     @post(
@@ -516,7 +534,7 @@ class ConfigurationsController(Controller):
         except StripeNotFound as exc:
             raise NotFoundException from exc
         except StripeGatewayError as exc:
-            return stripe_failure_response(request, f"Stripe refused: {exc}", exc)
+            return stripe_failure_response(request, Message(N_("Stripe refused: %(reason)s"), reason=str(exc)), exc)
         return _back(
             f"/admin/configurations/{configuration_id}",
             N_("Activated.") if active else N_("Deactivated."),

@@ -17,6 +17,7 @@ from app.auth.tables import User
 from app.db import transaction
 from app.entitlements import service
 from app.entitlements.tables import Entitlement, EntitlementOverride, Feature
+from app.web.i18n import N_, Message
 
 NOTE_MAX = 500
 KINDS = ("grant", "revoke")
@@ -104,10 +105,10 @@ def parse_until(value: str, now: datetime) -> datetime | None:
     try:
         day = date.fromisoformat(value)
     except ValueError:
-        raise ValueError("Give the end date as YYYY-MM-DD, e.g. 2027-01-31.") from None
+        raise ValueError(Message(N_("Give the end date as YYYY-MM-DD, e.g. 2027-01-31."))) from None
     ends_at = datetime.combine(day, time.min, tzinfo=UTC)
     if ends_at <= now:
-        raise ValueError("The end date must be in the future (UTC).")
+        raise ValueError(Message(N_("The end date must be in the future (UTC).")))
     return ends_at
 
 
@@ -120,22 +121,22 @@ async def validate(form: OverrideForm, now: datetime | None = None) -> datetime 
     now = now or datetime.now(UTC)
     errors: dict[str, str] = {}
     if not form.feature:
-        errors["feature"] = "Choose a feature."
+        errors["feature"] = Message(N_("Choose a feature."))
     elif (
         "\x00" in form.feature
         or len(form.feature) > 80
         or not await Feature.exists().where(Feature.lookup_key == form.feature)
     ):
-        errors["feature"] = "No feature of the catalogue has that lookup key."
+        errors["feature"] = Message(N_("No feature of the catalogue has that lookup key."))
     if form.kind not in KINDS:
-        errors["kind"] = "Choose Grant or Revoke."
+        errors["kind"] = Message(N_("Choose Grant or Revoke."))
     ends_at = None
     try:
         ends_at = parse_until(form.until, now)
     except ValueError as exc:
-        errors["until"] = str(exc)
+        errors["until"] = exc.args[0] if exc.args else str(exc)
     if "\x00" in form.note or len(form.note) > NOTE_MAX:
-        errors["note"] = f"At most {NOTE_MAX} characters, no NUL."
+        errors["note"] = Message(N_("At most %(max)s characters, no NUL."), max=NOTE_MAX)
     if errors:
         raise OverrideInvalid(errors)
     return ends_at

@@ -20,6 +20,7 @@ from app.db import transaction
 from app.entitlements import api_keys, service
 from app.entitlements.delivery import redeliver_row
 from app.entitlements.tables import HostApiKey, HostWebhook, HostWebhookEndpoint
+from app.web.i18n import N_, Message
 
 NAME_MAX = 120
 URL_MAX = 2000
@@ -59,7 +60,13 @@ async def create_key(name: str, actor: User) -> tuple[HostApiKey, str]:
     """
     name = name.strip()
     if not name or len(name) > NAME_MAX or "\x00" in name:
-        raise HostInputInvalid({"name": f"Name the key (1 to {NAME_MAX} characters), e.g. the product that uses it."})
+        raise HostInputInvalid(
+            {
+                "name": Message(
+                    N_("Name the key (1 to %(max)s characters), e.g. the product that uses it."), max=NAME_MAX
+                )
+            }
+        )
     async with transaction():
         row, key = await api_keys.create_key(name)
         await record_action(actor, "host_api_key.created", row.prefix, None, {"name": name, "scope": row.scope})
@@ -121,7 +128,9 @@ def check_url(url: str) -> str:
     except ValueError:  # a port that is not a number
         ok = False
     if not ok:
-        raise HostInputInvalid({"url": f"Give an absolute http:// or https:// URL (at most {URL_MAX} characters)."})
+        raise HostInputInvalid(
+            {"url": Message(N_("Give an absolute http:// or https:// URL (at most %(max)s characters)."), max=URL_MAX)}
+        )
     return url
 
 

@@ -23,7 +23,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_500_INTERNAL_SERVER_E
 from app.db import DATABASE_UNAVAILABLE
 from app.web.guards import LoginRequired
 from app.web.htmx import VARY_HX_REQUEST, is_htmx
-from app.web.i18n import N_, request_preferences
+from app.web.i18n import N_, Message, request_preferences
 from app.web.security import request_id_of
 
 logger = logging.getLogger(__name__)
@@ -64,11 +64,13 @@ def error_response(
     catalog as given: pass a string marked with `N_`, or one already translated)."""
     if _is_machine_route(request):
         return Response({"error": message}, status_code=status_code, media_type=MediaType.JSON)
-    translations = request_preferences(request).translations
+    preferences = request_preferences(request)
     context = {
         "status_code": status_code,
-        "title": translations.ugettext(TITLES.get(status_code, N_("Something went wrong"))),
-        "message": translations.ugettext(message),
+        "title": preferences.gettext(TITLES.get(status_code, N_("Something went wrong"))),
+        "message": preferences.gettext(message)
+        if isinstance(message, Message)
+        else preferences.translations.ugettext(message),
         "reference": reference,
         "request_id": request_id_of(request.scope),
     }

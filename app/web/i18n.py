@@ -45,6 +45,24 @@ def N_(message: str) -> str:
     return message
 
 
+class Message(str):
+    """A message with placeholders, made where no request is at hand (a form's validation), and
+    translated where it is shown: `Message(N_("%(label)s has a contrast of %(ratio)s:1."), label=…)`.
+
+    As a `str` it is the English text with its placeholders filled, so code and logs that treat it as
+    text keep working; `msgid` and `params` let `Preferences.gettext` and the `t` filter translate it.
+    """
+
+    msgid: str
+    params: dict[str, Any]
+
+    def __new__(cls, msgid: str, /, **params: Any) -> Message:
+        made = super().__new__(cls, msgid % params if params else msgid)
+        made.msgid = msgid
+        made.params = params
+        return made
+
+
 class CatalogsMissing(RuntimeError):
     """The compiled catalogs (`.mo`) are missing: run `make translations`."""
 
@@ -158,7 +176,11 @@ class Preferences:
         return translations(self.language)
 
     def gettext(self, message: str, /, **variables: Any) -> str:
-        """`message` in the person's language, `%(name)s` placeholders filled from `variables`."""
+        """`message` in the person's language, `%(name)s` placeholders filled from `variables` (and,
+        for a `Message`, from its own params)."""
+        if isinstance(message, Message):
+            variables = {**message.params, **variables}
+            message = message.msgid
         text = self.translations.ugettext(message)
         return text % variables if variables else text
 
@@ -322,6 +344,9 @@ def translate_filter(context: Any, value: Any) -> Any:
     as written when the catalog does not have it. `{{ features | map('t') | join(', ') }}`."""
     if not isinstance(value, str) or not value:
         return value
+    if isinstance(value, Message):
+        preferences = _context_preferences(context)
+        return (preferences or Preferences("en", ZoneInfo("UTC"))).gettext(value)
     return template_gettext(context, value)
 
 
