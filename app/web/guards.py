@@ -13,14 +13,21 @@ class LoginRequired(Exception):
     """Raised for a page that needs a signed-in person; answered with a redirect to sign in."""
 
 
-def requires_login(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+def _require_user_id(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    if not isinstance(connection.session.get("user_id"), int):
+        raise LoginRequired
+
+
+async def requires_login(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Let the request through only when the session holds a signed-in user id.
+
+    A coroutine on purpose: Litestar runs a plain-function guard in a worker thread, a thread hop
+    on every page for a dictionary lookup.
 
     Raises:
         LoginRequired: turned into a 303 to `/auth/login?next=<this path>` (or `HX-Redirect`).
     """
-    if not isinstance(connection.session.get("user_id"), int):
-        raise LoginRequired
+    _require_user_id(connection)
 
 
 async def _roles(connection: ASGIConnection[Any, Any, Any, Any]) -> set[str]:
@@ -28,7 +35,7 @@ async def _roles(connection: ASGIConnection[Any, Any, Any, Any]) -> set[str]:
     role removed in the provider stops working at the next sign-in, and a deleted user at once)."""
     from app.auth.tables import User
 
-    requires_login(connection, None)  # type: ignore[arg-type]
+    _require_user_id(connection)
     row = await User.select(User.roles).where(User.id == connection.session["user_id"]).first()
     if row is None:
         raise LoginRequired

@@ -13,7 +13,7 @@ Catalogs live in `app/translations/<lang>/LC_MESSAGES/messages.po` and are compi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date as Date
 from datetime import datetime
@@ -27,7 +27,9 @@ from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency
 from babel.support import Translations
-from jinja2 import pass_context
+from jinja2 import pass_context, pass_eval_context
+from jinja2.nodes import EvalContext
+from markupsafe import Markup
 
 # The page languages, by their code, each named in its own language (the footer switcher's labels).
 LANGUAGES: dict[str, str] = {"en": "English", "de": "Deutsch", "fr": "Français", "es": "Español"}
@@ -390,3 +392,83 @@ def _format_date(day: Date, format: str, locale: str) -> str:
 def _format_datetime(value: datetime, format: str, tz: ZoneInfo, locale: str) -> str:
     shown = format_datetime(value, format=format, tzinfo=tz, locale=babel_locale(locale))
     return f"{shown} {value.astimezone(tz).tzname()}"
+
+
+# --------------------------------------------------------------------------- bound once per page
+
+_GETTEXT_CACHE_LIMIT = 4096
+"""Translated messages remembered per language (a page's msgids are a few hundred, all from templates)."""
+
+
+@lru_cache(maxsize=16)
+def _template_gettext(language: str) -> tuple[Callable[..., str], Callable[..., str]]:
+    """(gettext, ngettext) for templates in `language`, behaving exactly as Jinja's i18n extension's
+    newstyle callables (`_make_new_gettext`): translated, made `Markup` under autoescape, and always
+    used as a `%` format string (so `%%` is a literal `%`). Made once per process and language; the
+    finished text of a message without placeholders is remembered, since a page asks for the same
+    few hundred on every render."""
+    catalog = translations(language)
+    ugettext, ungettext = catalog.ugettext, catalog.ungettext
+    finished: dict[str, Markup] = {}
+    # Catalog text is trusted markup, as Jinja's extension treats it; placeholders are escaped by `%`.
+
+    @pass_eval_context
+    def gettext(eval_ctx: EvalContext, string: str, /, **variables: Any) -> str:
+        if not eval_ctx.autoescape:
+            return ugettext(string) % variables
+        if variables:
+            return Markup(ugettext(string)) % variables  # noqa: S704
+        done = finished.get(string)
+        if done is None:
+            done = Markup(ugettext(string)) % variables  # noqa: S704
+            if len(finished) < _GETTEXT_CACHE_LIMIT:
+                finished[string] = done
+        return done
+
+    @pass_eval_context
+    def ngettext(eval_ctx: EvalContext, singular: str, plural: str, num: int, /, **variables: Any) -> str:
+        variables.setdefault("num", num)
+        text = ungettext(singular, plural, num)
+        return (Markup(text) if eval_ctx.autoescape else text) % variables  # noqa: S704
+
+    return gettext, ngettext
+
+
+@lru_cache(maxsize=256)
+def page_callables(preferences: Preferences) -> dict[str, Any]:
+    """The template helpers that depend only on a person's preferences, bound to them: `_`/`gettext`,
+    `ngettext` (and so `{% trans %}`), `money`, `date`, `datetime`, `request_locale`, `page_language`
+    and `languages`. Installed into each page's context once (`app.web.templating.PageTemplate`), so
+    that a call is one function call instead of a lookup of the request's preferences; each gives
+    exactly what the global helper of the same name gives for that request. Made once per process
+    and (language, locale, time zone)."""
+    gettext, ngettext = _template_gettext(preferences.language)
+    locale, tz = preferences.locale, preferences.timezone
+    switcher = [(code, name, code == preferences.language) for code, name in LANGUAGES.items()]
+
+    def bound_money(amount_cents: int | None, currency: str | None) -> str:
+        if amount_cents is None or not currency:
+            return "—"
+        return format_money(amount_cents, currency, locale)
+
+    def bound_date(value: datetime | None, format: str = "medium") -> str:
+        if value is None:
+            return "—"
+        return _format_date(value.astimezone(tz).date(), format, locale)
+
+    def bound_datetime(value: datetime | None, format: str = "medium") -> str:
+        if value is None:
+            return "—"
+        return _format_datetime(value, format, tz, locale)
+
+    return {
+        "gettext": gettext,
+        "_": gettext,
+        "ngettext": ngettext,
+        "money": bound_money,
+        "date": bound_date,
+        "datetime": bound_datetime,
+        "request_locale": lambda: locale,
+        "page_language": lambda: locale.replace("_", "-"),
+        "languages": lambda: list(switcher),
+    }

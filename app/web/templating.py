@@ -6,6 +6,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+from jinja2 import Template as JinjaTemplate
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -72,6 +73,24 @@ def url_for(context: Mapping[str, Any], route_name: str, /, **path_parameters: A
         return str(app.route_reverse(route_name, **path_parameters))
 
 
+class PageTemplate(JinjaTemplate):
+    """A template that, rendered for a request (a `request` in its variables, as Litestar's
+    `Template` response passes), gets the helpers bound to that person's preferences
+    (`i18n.page_callables`: `_`, `ngettext`, `money`, `date`, ...) as variables, resolved once per
+    render instead of once per call. Included templates share the page's context and so the same
+    helpers; anything rendered without a request keeps the global helpers."""
+
+    def new_context(
+        self, vars: dict[str, Any] | None = None, shared: bool = False, locals: Mapping[str, Any] | None = None
+    ) -> Context:
+        if vars and not shared and "request" in vars:
+            request = vars["request"]
+            if hasattr(request, "scope") and hasattr(request, "app"):
+                # The page's own variables still win over the helpers, as they do over globals.
+                vars = {**i18n.page_callables(i18n.request_preferences(request)), **vars}
+        return super().new_context(vars, shared, locals)
+
+
 def configure_engine(engine: JinjaTemplateEngine, auto_reload: bool = True) -> None:
     """Register this module's callables on the engine, and Jinja's i18n extension with newstyle
     gettext bound to the request's language (`{{ _("Plan") }}`, `{% trans %}`, `ngettext`).
@@ -79,6 +98,7 @@ def configure_engine(engine: JinjaTemplateEngine, auto_reload: bool = True) -> N
     time each time a page includes it."""
     env = engine.engine
     env.auto_reload = auto_reload
+    env.template_class = PageTemplate
     env.add_extension("jinja2.ext.i18n")
     env.policies["ext.i18n.trimmed"] = True
     env.install_gettext_callables(  # type: ignore[attr-defined]
