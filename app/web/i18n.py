@@ -409,7 +409,8 @@ def _template_gettext(language: str) -> tuple[Callable[..., str], Callable[..., 
     few hundred on every render."""
     catalog = translations(language)
     ugettext, ungettext = catalog.ugettext, catalog.ungettext
-    finished: dict[str, Markup] = {}
+    finished: dict[str, Markup] = {}  # messages without placeholders, formatted
+    translated: dict[str, Markup] = {}  # messages with placeholders, before formatting
     # Catalog text is trusted markup, as Jinja's extension treats it; placeholders are escaped by `%`.
 
     @pass_eval_context
@@ -417,7 +418,12 @@ def _template_gettext(language: str) -> tuple[Callable[..., str], Callable[..., 
         if not eval_ctx.autoescape:
             return ugettext(string) % variables
         if variables:
-            return Markup(ugettext(string)) % variables  # noqa: S704
+            markup = translated.get(string)
+            if markup is None:
+                markup = Markup(ugettext(string))  # noqa: S704
+                if len(translated) < _GETTEXT_CACHE_LIMIT:
+                    translated[string] = markup
+            return markup % variables
         done = finished.get(string)
         if done is None:
             done = Markup(ugettext(string)) % variables  # noqa: S704

@@ -6,10 +6,13 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+from jinja2 import Environment, pass_context
 from jinja2 import Template as JinjaTemplate
-from jinja2 import pass_context
 from jinja2.runtime import Context
 from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.utils.empty import value_or_default
+from litestar.utils.scope.state import ScopeState
+from markupsafe import Markup
 
 from app.web import i18n
 
@@ -86,9 +89,33 @@ class PageTemplate(JinjaTemplate):
         if vars and not shared and "request" in vars:
             request = vars["request"]
             if hasattr(request, "scope") and hasattr(request, "app"):
+                token = value_or_default(ScopeState.from_scope(request.scope).csrf_token, "")
                 # The page's own variables still win over the helpers, as they do over globals.
-                vars = {**i18n.page_callables(i18n.request_preferences(request)), **vars}
+                vars = {
+                    **i18n.page_callables(i18n.request_preferences(request)),
+                    "csrf_token": lambda: token,
+                    **vars,
+                }
         return super().new_context(vars, shared, locals)
+
+
+def icon_callable(env: Environment) -> Any:
+    """The global `icon(name)`: the `icon` macro of `partials/_icons.html` (the one place the SVGs are
+    written), its output remembered per name, so that a page's buttons need neither an import of that
+    template on each render nor a macro call each. Nothing is remembered while templates reload
+    (development), so an edited icon shows at once."""
+    made: dict[str, Markup] = {}
+
+    def icon(name: str) -> Markup:
+        done = made.get(name)
+        if done is None:
+            macro = getattr(env.get_template("partials/_icons.html").module, "icon")  # noqa: B009
+            done = Markup(macro(name))  # noqa: S704 (a macro's output)
+            if not env.auto_reload and len(made) < 64:
+                made[name] = done
+        return done
+
+    return icon
 
 
 def configure_engine(engine: JinjaTemplateEngine, auto_reload: bool = True) -> None:
@@ -105,6 +132,7 @@ def configure_engine(engine: JinjaTemplateEngine, auto_reload: bool = True) -> N
         i18n.template_gettext, i18n.template_ngettext, newstyle=True
     )
     env.filters["t"] = i18n.translate_filter
+    env.globals["icon"] = icon_callable(env)
     engine.register_template_callable("url_for", url_for)
     engine.register_template_callable("page_language", i18n.page_language)
     engine.register_template_callable("languages", i18n.languages)
