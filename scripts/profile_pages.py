@@ -1,0 +1,138 @@
+"""What a page costs in CPU, in-process: no HTTP server, no load generator, one request at a time.
+
+    uv run python scripts/profile_pages.py [--seed] [--requests 500] [--profile] [PATH ...]
+
+Builds the app with `create_app()` under the production settings `scripts/bench_pages.py` uses
+(file sessions under `.data/profile_pages`, `APP_ENV=production`), runs its lifespan, and drives
+each page (default: `/account`, `/plans`, `/billing/history`, `/portal`) straight through the ASGI
+app as the signed-in person of `bench_pages`. `--seed` first recreates the database
+`billing_profile_pages` on the server of `DATABASE_URL` with `bench_pages`' data (needed once).
+
+Prints, per page, requests per second (wall clock, including each PostgreSQL round trip) and the
+CPU time per request: the mean, and the best of batches of 50 (less disturbed by other work on a
+shared machine; compare versions by interleaving runs). `--profile` also writes a cProfile listing
+(sorted by own time) to `.data/profile_pages/cprofile.txt`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import os
+import pstats
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts import bench_pages  # noqa: E402
+
+DATABASE = "billing_profile_pages"
+BATCH = 50
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="*", default=list(bench_pages.PAGES))
+    parser.add_argument("--seed", action="store_true", help="recreate and seed the database first")
+    parser.add_argument("--requests", type=int, default=500, help="requests per page (a multiple of 50)")
+    parser.add_argument("--profile", action="store_true", help="write a cProfile listing")
+    args = parser.parse_args()
+
+    server_url = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+    database_url = bench_pages.with_database(server_url, DATABASE)
+    data_dir = ROOT / ".data" / "profile_pages"
+    (data_dir / "sessions").mkdir(parents=True, exist_ok=True)
+    env = {
+        "DATABASE_URL": database_url,
+        "APP_ENV": "production",
+        "APP_BASE_URL": "https://billing.bench.example",
+        "SESSION_SECRET": "profile-pages-k3J9sQ2vLm8Xp4Zt7Wc1Ry6Ub0Na5Hd2Fe",
+        "OIDC_ISSUER": "https://login.bench.example/",
+        "AUTH0_CLIENT_ID": "bench",
+        "AUTH0_CLIENT_SECRET": "bench",
+        "STRIPE_SECRET_KEY": "sk_test_bench",
+        "STRIPE_WEBHOOK_SECRET": bench_pages.WEBHOOK_SECRET,
+        "EVENT_WORKER": "off",
+        "LOG_LEVEL": "INFO",
+        "DATA_DIR": str(data_dir),
+    }
+    os.environ.update(env)
+    os.environ.pop("REDIS_URL", None)
+    import asyncpg
+
+    if args.seed:
+        await bench_pages.recreate_database(server_url, DATABASE)
+        from app.devstack import apply_migrations
+
+        await apply_migrations()
+        await bench_pages.seed(database_url)
+    connection = await asyncpg.connect(database_url)
+    try:
+        user_id = int(await connection.fetchval("SELECT id FROM \"user\" WHERE subject = 'bench-dana'"))
+    finally:
+        await connection.close()
+    await bench_pages.write_session(env, user_id)
+
+    import logging
+
+    from app.asgi import create_app
+
+    app = create_app()
+    for handler in logging.getLogger().handlers:  # each access-log line is still made, then dropped
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(open(os.devnull, "w"))  # noqa: ASYNC230 (once, before any request)
+    cookie = f"billing_session={bench_pages.SESSION_ID}".encode()
+
+    async def get(path: str) -> int:
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+            "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+            "headers": [(b"host", b"billing.bench.example"), (b"cookie", cookie)],
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80), "state": {},
+        }  # fmt: skip
+        statuses: list[int] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(int(message["status"]))  # type: ignore[call-overload]
+
+        await app(scope, receive, send)  # type: ignore[arg-type]
+        return statuses[0]
+
+    async with app.lifespan():
+        for path in args.paths:  # warm-up: templates compiled, caches and pool filled
+            for _ in range(20):
+                if (status := await get(path)) != 200:
+                    raise RuntimeError(f"GET {path}: {status}")
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler:
+            profiler.enable()
+        for path in args.paths:
+            started, cpu_started, best = time.perf_counter(), time.process_time(), float("inf")
+            for _ in range(max(1, args.requests // BATCH)):
+                batch_started = time.process_time()
+                for _ in range(BATCH):
+                    await get(path)
+                best = min(best, (time.process_time() - batch_started) / BATCH)
+            count = max(1, args.requests // BATCH) * BATCH
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+            print(f"{path:<20} {count / wall:7.0f} req/s   CPU per request: mean {cpu / count * 1000:5.2f} ms, "
+                  f"best batch {best * 1000:5.2f} ms")  # fmt: skip
+        if profiler:
+            profiler.disable()
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(60)
+            (data_dir / "cprofile.txt").write_text(out.getvalue())
+            print(f"cProfile listing: {data_dir / 'cprofile.txt'}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
