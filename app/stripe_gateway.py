@@ -274,10 +274,21 @@ class StripeGateway:
         )
 
     async def create_customer(
-        self, *, email: str | None, name: str | None, metadata: dict[str, str], idempotency_key: str
+        self,
+        *,
+        email: str | None,
+        name: str | None,
+        metadata: dict[str, str],
+        idempotency_key: str,
+        preferred_locales: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Create a Customer (https://docs.stripe.com/api/customers/create) idempotently."""
+        """Create a Customer (https://docs.stripe.com/api/customers/create) idempotently.
+
+        `preferred_locales` (e.g. `["de"]`) is the language of Stripe's emails, invoices and receipts
+        for this customer."""
         params: dict[str, Any] = {"metadata": metadata}
+        if preferred_locales:
+            params["preferred_locales"] = preferred_locales
         if email:
             params["email"] = email
         if name:

@@ -146,6 +146,8 @@ async def test_signed_in_choice_is_kept_on_the_user_and_reaches_stripe(
     cs_id = urlsplit(url).path.rsplit("/", 1)[-1]
     session = await gateway.client.v1.checkout.sessions.retrieve_async(cs_id)
     assert session["locale"] == "de"
+    customer = await gateway.client.v1.customers.retrieve_async(session["customer"])
+    assert customer["preferred_locales"] == ["de"], "Stripe's emails and invoices speak German too"
     async with httpx.AsyncClient() as browser:  # Stripe's page follows the session's locale, not the browser
         checkout = await browser.get(url, headers={"Accept-Language": "en-US"})
     assert '<html lang="de">' in checkout.text and "Kartennummer" in checkout.text

@@ -25,8 +25,11 @@ class CheckoutRefused(Exception):
     """Checkout is not the right way for this person now; the message says what to do instead."""
 
 
-async def get_or_create_customer(gateway: StripeGateway, user: User) -> Customer:
+async def get_or_create_customer(gateway: StripeGateway, user: User, locale: str | None = None) -> Customer:
     """The user's Stripe Customer, linking or creating it on first use.
+
+    A new customer gets `preferred_locales=[locale]` (a Stripe locale such as `de`; `auto` and None
+    give none), so Stripe's emails, invoices and receipts speak the person's language.
 
     Read, then write: Stripe is asked first with no database connection held, then one short
     transaction locks the user's row (`SELECT … FOR UPDATE`) and records the customer unless a
@@ -52,6 +55,7 @@ async def get_or_create_customer(gateway: StripeGateway, user: User) -> Customer
             name=user.name,
             metadata={"user_id": str(user.id)},
             idempotency_key=f"billing-portal:customer:user:{user.id}",
+            preferred_locales=[locale] if locale and locale != "auto" else None,
         )
     async with transaction():
         await User.raw('SELECT id FROM "user" WHERE id = {} FOR UPDATE', user.id)
@@ -169,7 +173,7 @@ async def create_checkout(
     """
     price = await purchasable_price(user, lookup_key)
     plan: Plan = price.plan
-    customer = await get_or_create_customer(gateway, user)
+    customer = await get_or_create_customer(gateway, user, locale)
     metadata = _purchase_metadata(user, price)
     params: dict[str, Any] = {
         "customer": customer.stripe_customer_id,
