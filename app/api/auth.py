@@ -130,7 +130,7 @@ def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | 
     return principal if isinstance(principal, Principal) else None
 
 
-def requires_api_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def requires_api_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard: a bearer token or a signed-in session is required.
 
     Raises:
@@ -141,7 +141,7 @@ def requires_api_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
 
 
 def _requires_roles(allowed: frozenset[str], message: str) -> Any:
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = principal_of(connection)
         if principal is None:
             raise ApiError("authentication_required")
