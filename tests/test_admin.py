@@ -274,6 +274,20 @@ async def test_analytics_page_draws_charts_with_tables_and_csv(client: Client, o
     ]
     bad = await client.get("/admin/analytics", params={"date_from": "2026-11-12", "date_to": "2026-11-10"})
     assert bad.status_code == 422 and "The end date is before the start date." in bad.text
+    # The charts' own words follow the operator's language, as the rest of the page does.
+    german = await client.get(
+        "/admin/analytics",
+        params={"date_from": "2026-11-10", "date_to": "2026-11-12"},
+        headers={"Accept-Language": "de-DE"},
+    )
+    assert "Sitzungen pro Tag" in german.text and "3 Werte von 2026-11-10 bis 2026-11-12" in german.text
+    assert "values from" not in german.text
+    empty = await client.get(
+        "/admin/analytics",
+        params={"date_from": "2020-01-01", "date_to": "2020-01-02"},
+        headers={"Accept-Language": "de"},
+    )
+    assert "Keine Daten in diesem Zeitraum" in empty.text and "no data" not in empty.text.lower()
 
 
 async def test_customer_search_by_email_stripe_id_and_subject(client: Client, oidc_provider: Any) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from app.web.i18n import Preferences
+
 BAR_HEIGHT = 26
 LABEL_WIDTH = 190
 WIDTH = 640
@@ -25,8 +27,18 @@ def _frame(title: str, description: str, height: int, body: str) -> Markup:
     )
 
 
-def bar_chart(title: str, rows: Sequence[dict[str, Any]], label: str, value: str) -> Markup:
-    """Horizontal bars, one per row (`row[label]`: its name, `row[value]`: a number ≥ 0)."""
+def _english() -> Preferences:
+    from zoneinfo import ZoneInfo
+
+    return Preferences("en_US", ZoneInfo("UTC"), "en")
+
+
+def bar_chart(
+    title: str, rows: Sequence[dict[str, Any]], label: str, value: str, words: Preferences | None = None
+) -> Markup:
+    """Horizontal bars, one per row (`row[label]`: its name, `row[value]`: a number ≥ 0); the chart's
+    own words in the language of `words` (the person's `Preferences`; English when None)."""
+    words = words or _english()
     values = [float(r[value] or 0) for r in rows]
     top = max(values, default=0) or 1
     span = WIDTH - LABEL_WIDTH - 60
@@ -41,14 +53,19 @@ def bar_chart(title: str, rows: Sequence[dict[str, Any]], label: str, value: str
             f'<text x="{LABEL_WIDTH + w + 6:.1f}" y="{y + 18}" class="chart-value">{v:g}</text>'
         )
     if not rows:
-        parts.append('<text x="8" y="24" class="chart-label">No data in this period</text>')
+        nothing = words.gettext("No data in this period")
+        parts.append(f'<text x="8" y="24" class="chart-label">{escape(nothing)}</text>')
     height = max(40, 16 + len(rows) * (BAR_HEIGHT + 8))
-    summary = ", ".join(f"{r[label]}: {v:g}" for r, v in zip(rows, values, strict=True)) or "no data"
+    summary = ", ".join(f"{r[label]}: {v:g}" for r, v in zip(rows, values, strict=True)) or words.gettext("no data")
     return _frame(title, summary, height, "".join(parts))
 
 
-def column_chart(title: str, rows: Sequence[dict[str, Any]], label: str, value: str) -> Markup:
-    """Vertical columns in order (one per day), with the first and last labels and the maximum."""
+def column_chart(
+    title: str, rows: Sequence[dict[str, Any]], label: str, value: str, words: Preferences | None = None
+) -> Markup:
+    """Vertical columns in order (one per day), with the first and last labels and the maximum; the
+    chart's own words in the language of `words` (English when None)."""
+    words = words or _english()
     values = [float(r[value] or 0) for r in rows]
     top = max(values, default=0) or 1
     height, base, left = 200, 170, 40
@@ -71,8 +88,16 @@ def column_chart(title: str, rows: Sequence[dict[str, Any]], label: str, value: 
         )
     total = sum(values)
     description = (
-        f"{len(rows)} values from {rows[0][label]} to {rows[-1][label]}, total {total:g}, highest {top:g}"
+        words.ngettext(
+            "%(num)s value from %(first)s to %(last)s, total %(total)s, highest %(top)s",
+            "%(num)s values from %(first)s to %(last)s, total %(total)s, highest %(top)s",
+            len(rows),
+            first=rows[0][label],
+            last=rows[-1][label],
+            total=f"{total:g}",
+            top=f"{top:g}",
+        )
         if rows
-        else "no data"
+        else words.gettext("no data")
     )
     return _frame(title, description, height, "".join(parts))

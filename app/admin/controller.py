@@ -332,15 +332,16 @@ class AnalyticsController(Controller):
             error = exc.args[0]
             period = analytics.period_for(30, None, None, _tz(request))
         figures = await analytics.period_figures(period)
-        _ = request_preferences(request).gettext
+        words = request_preferences(request)
+        _ = words.gettext
         charts = {
-            "workflows": bar_chart(_("Sessions per workflow"), figures.by_workflow, "workflow", "sessions"),
-            "days": column_chart(_("Sessions per day"), figures.by_day, "day", "sessions"),
+            "workflows": bar_chart(_("Sessions per workflow"), figures.by_workflow, "workflow", "sessions", words),
+            "days": column_chart(_("Sessions per day"), figures.by_day, "day", "sessions", words),
             "cancellation-reasons": bar_chart(
-                _("Cancellations by reason"), figures.cancellations_by_reason, "reason", "cancellations"
+                _("Cancellations by reason"), figures.cancellations_by_reason, "reason", "cancellations", words
             ),
             "cancellation-plans": bar_chart(
-                _("Cancellations by plan"), figures.cancellations_by_plan, "plan", "cancellations"
+                _("Cancellations by plan"), figures.cancellations_by_plan, "plan", "cancellations", words
             ),
         }
         query = f"date_from={period.first.isoformat()}&date_to={period.last.isoformat()}"
