@@ -24,9 +24,11 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts.benchdb import recreate_database, with_database
 
 SESSIONS = 1_000_000
 USERS = 5_000
@@ -34,22 +36,6 @@ CANCELED = 20_000
 DAYS = 365
 WORKFLOWS = ("payment_update", "subscription_management", "cancellation_process", "billing_review", "profile_update")
 REASONS = ("too_expensive", "missing_features", "switched_service", "unused", "other")
-
-
-def with_database(url: str, name: str) -> str:
-    """`url` pointing at database `name` instead."""
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-async def recreate_database(server_url: str, name: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(with_database(server_url, "postgres"))
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
 
 
 async def seed() -> None:

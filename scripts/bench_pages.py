@@ -43,10 +43,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from scripts.benchdb import recreate_database, with_database  # noqa: E402
 
 OTHER_PEOPLE = 5_000
 WEBHOOK_SECRET = "whsec_benchpages0123456789"
@@ -93,27 +95,10 @@ EVENT_TEMPLATE = json.dumps(
 )
 
 
-def with_database(url: str, name: str) -> str:
-    """`url` pointing at database `name` instead."""
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-async def recreate_database(server_url: str, name: str) -> None:
-    """DROP (forcing other sessions off) and CREATE database `name` on the server of `server_url`."""
-    import asyncpg
-
-    connection = await asyncpg.connect(with_database(server_url, "postgres"))
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
 
 
 SEED_SQL = f"""  -- only constants are interpolated

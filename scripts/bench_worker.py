@@ -38,30 +38,16 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from scripts.benchdb import recreate_database, with_database  # noqa: E402
 
 SECRET = "whsec_worker_benchmark"
 DAY = 86400
 RENEWAL_PAIRS = ("invoice.paid", "invoice.payment_succeeded", "payment_intent.succeeded")
 SUMMARY = "entitlements.active_entitlement_summary.updated"
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-async def recreate_database(server_url: str, name: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(with_database(server_url, "postgres"))
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
 
 
 async def bounded(limit: int, jobs: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
