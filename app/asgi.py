@@ -43,7 +43,7 @@ from app.billing.controller import CheckoutController
 from app.cli import BillingCLIPlugin
 from app.db import start_pool
 from app.entitlements import service as entitlements
-from app.entitlements.controller import HostApiController, host_rate_limit
+from app.entitlements.controller import HostApiController, HostApiFastPath, host_rate_limit
 from app.entitlements.delivery import HostWebhookDelivery
 from app.history.controller import HistoryController
 from app.metrics import MetricsController
@@ -199,6 +199,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     # Outside Litestar's router, so 404s and error pages get the request id and headers too.
-    # Stripe's deliveries are answered by a lean layer (no session, CSRF, compression or DI): see WebhookFastPath.
-    app.asgi_handler = wrap_app(WebhookFastPath(app.asgi_handler, app.state), settings)
+    # Stripe's deliveries and the host API's reads are answered by lean layers (no session, CSRF,
+    # compression or DI): see WebhookFastPath and HostApiFastPath.
+    lean = HostApiFastPath(app.asgi_handler, app, settings.entitlements.api_rate_limit)
+    app.asgi_handler = wrap_app(WebhookFastPath(lean, app.state), settings)
     return app

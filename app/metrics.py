@@ -11,6 +11,7 @@ adds the app's own series:
 | `billing_stripe_request_seconds{operation}` | histogram | time of each Stripe API call |
 | `billing_stripe_request_errors_total{operation,kind}` | counter | failed Stripe calls by error class |
 | `billing_webhook_request_seconds{status_code}` | histogram | Stripe deliveries (answered before `billing_request_*`) |
+| `billing_host_api_request_seconds{endpoint,status_code}` | histogram | host API reads (likewise) |
 
 The event gauges are computed at scrape time with one query over `stripe_event`. With several web
 processes in one container, `scripts/serve` sets `PROMETHEUS_MULTIPROC_DIR` so a scrape adds up
@@ -52,6 +53,13 @@ WEBHOOK_REQUEST_SECONDS = Histogram(
     "Time to answer a Stripe webhook delivery in seconds, by HTTP status",
     ["status_code"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+HOST_API_REQUEST_SECONDS = Histogram(
+    "billing_host_api_request_seconds",
+    "Time to answer a host API read (state or entitlement) in seconds, by endpoint and HTTP status",
+    ["endpoint", "status_code"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
 
 # One statement: counts by status and, on the pending row, the oldest due attempt's age.

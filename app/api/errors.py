@@ -28,6 +28,7 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, PermissionDeniedException, ValidationException
 
+from app.db import DATABASE_UNAVAILABLE
 from app.stripe_gateway import StripeGatewayError
 from app.web.guards import LoginRequired
 
@@ -204,62 +205,50 @@ def _code_and_message(exc: HTTPException) -> tuple[int, str, str]:
     return status, code, message
 
 
-def envelope_response(
-    request: Request[Any, Any, Any],
-    status_code: int,
-    code: str,
-    message: str,
-    *,
-    errors: list[FieldError] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Response[ErrorEnvelope]:
-    """The JSON error envelope with `X-Request-ID`."""
-    request_id = request_id_of(request)
-    body = ErrorEnvelope(
-        error=message,
-        error_code=code,
-        timestamp=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        request_id=request_id,
-        errors=errors,
-    )
-    response = Response(body, status_code=status_code, media_type=MediaType.JSON, headers=dict(headers or {}))
-    response.headers["X-Request-ID"] = request_id
-    response.headers["Cache-Control"] = "no-store"
-    return response
+def envelope_for(
+    exc: BaseException, method: str, path: str, request_id: str
+) -> tuple[int, ErrorEnvelope, dict[str, str]]:
+    """(status, envelope, extra headers) for any exception raised while answering a JSON path.
 
-
-def api_exception_response(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:
-    """Any exception on a JSON path → the envelope (unexpected ones logged with the request id as 500)."""
+    `HTTPException`s keep their status and `error_code` (401s get `WWW-Authenticate`, 429s
+    `Retry-After`); a lost database is 503 `service_unavailable` with `Retry-After: 5` (logged as a
+    warning); anything else is a 500 `internal_error`, logged with the request id and traceback.
+    Shared by the exception handlers and the host API's lean path (`HostApiFastPath`).
+    """
     if isinstance(exc, LoginRequired):
         exc = ApiError("authentication_required")
+    timestamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    if isinstance(exc, (*DATABASE_UNAVAILABLE[1:], ConnectionError)):
+        kind = type(exc).__name__
+        logger.warning("Database unavailable (request %s) on %s %s: %s: %s", request_id, method, path, kind, exc)
+        code = "service_unavailable"
+        return 503, ErrorEnvelope(ERROR_CODES[code][1], code, timestamp, request_id), {"Retry-After": "5"}
     if not isinstance(exc, HTTPException):
-        logger.exception(
-            "Unhandled error (request %s) on %s %s", request_id_of(request), request.method, request.url.path
-        )
+        logger.error("Unhandled error (request %s) on %s %s", request_id, method, path, exc_info=exc)
         code = "internal_error"
-        return envelope_response(request, 500, code, ERROR_CODES[code][1])
+        return 500, ErrorEnvelope(ERROR_CODES[code][1], code, timestamp, request_id), {}
     status, code, message = _code_and_message(exc)
     if status >= 500 and exc.status_code >= 500 and not (isinstance(exc.extra, dict) and exc.extra.get("error_code")):
-        logger.error(
-            "Server error (request %s) on %s %s: %s", request_id_of(request), request.method, request.url.path, exc
-        )
+        logger.error("Server error (request %s) on %s %s: %s", request_id, method, path, exc)
     else:
-        logger.info(
-            "API %s %s -> %s %s (request %s): %s",
-            request.method,
-            request.url.path,
-            status,
-            code,
-            request_id_of(request),
-            exc.detail,
-        )
+        logger.info("API %s %s -> %s %s (request %s): %s", method, path, status, code, request_id, exc.detail)
     headers: dict[str, str] = dict(exc.headers or {})
     if status == 429:
         headers["Retry-After"] = str(headers.get("RateLimit-Reset", "60"))
     if status == 401 and "WWW-Authenticate" not in headers:
         error = ' error="invalid_token"' if code == "invalid_token" else ""
         headers["WWW-Authenticate"] = f'Bearer realm="api"{error}'
-    return envelope_response(request, status, code, message, errors=_field_errors(exc), headers=headers)
+    return status, ErrorEnvelope(message, code, timestamp, request_id, errors=_field_errors(exc)), headers
+
+
+def api_exception_response(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:
+    """Any exception on a JSON path → the envelope (see `envelope_for`), with `X-Request-ID`."""
+    request_id = request_id_of(request)
+    status, body, headers = envelope_for(exc, request.method, request.url.path, request_id)
+    response = Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
+    response.headers["X-Request-ID"] = request_id
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 Handler = Callable[[Request[Any, Any, Any], Any], Response[Any]]

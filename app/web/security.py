@@ -32,9 +32,11 @@ access_logger = structlog.get_logger("app.access")
 _access_level = logging.getLogger("app.access")
 
 STRIPE_HOSTED_ORIGINS = ("https://checkout.stripe.com", "https://billing.stripe.com")
-# Answered below 400, these are logged at DEBUG only: assets, probes, and Stripe's webhook deliveries
-# (Stripe keeps its own log of every delivery; a refused one is logged as a warning by the endpoint).
-QUIET_PATHS = ("/static/", "/healthz", "/metrics", "/webhooks/stripe")
+# Answered below 400, these are logged at DEBUG only: assets, probes, Stripe's webhook deliveries
+# (Stripe keeps its own log of every delivery; a refused one is logged as a warning by the endpoint)
+# and the host API's reads (machine polling at high rates; counted and timed by
+# `billing_host_api_request_seconds`; refused ones are logged at INFO with their error code).
+QUIET_PATHS = ("/static/", "/healthz", "/metrics", "/webhooks/stripe", "/api/v1/customers/")
 
 
 def _origin(url: str | None) -> str | None:

@@ -1,0 +1,91 @@
+"""The host API's lean path (`HostApiFastPath`): what a host product calling it with curl would see
+when PostgreSQL goes away, for HEAD, for methods it does not serve, and in the metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from app.asgi import create_app
+from app.auth.tables import User
+from app.entitlements.api_keys import create_key, forget_verified_keys
+from app.settings import Settings
+from tests.conftest import settings_env
+from tests.support.servers import TcpProxy, free_port, serve_in_loop
+
+
+async def _person(subject: str) -> User:
+    user = User(subject=subject, email=f"{subject}@example.com", email_verified=True)
+    await user.save()
+    return user
+
+
+async def test_a_lost_database_is_a_503_envelope_with_retry_after_and_the_api_recovers(
+    db: None, oidc_provider: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from piccolo_conf import DB
+
+    target = urlsplit(DB.config["dsn"])
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await proxy.resume()
+    monkeypatch.setitem(DB.config, "dsn", target._replace(netloc=f"{target.username}@127.0.0.1:{proxy.port}").geturl())
+    await _person("erin")
+    _, key = await create_key("outage")
+    forget_verified_keys()
+    port = free_port()
+    env = settings_env(oidc_provider, tmp_path, APP_BASE_URL=f"http://127.0.0.1:{port}")
+    async with serve_in_loop(create_app(Settings.from_env(env)), port) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as http:
+            assert (await http.get("/api/v1/customers/erin/state")).status_code == 200
+            await proxy.cut()
+            answers = [
+                await http.get("/api/v1/customers/erin/state"),
+                await http.get("/api/v1/customers/erin/entitlements/priority_support"),
+            ]
+            forget_verified_keys()  # the key check itself now needs the database
+            answers.append(await http.get("/api/v1/customers/erin/state"))
+            await proxy.resume()
+            recovered = await http.get("/api/v1/customers/erin/state")
+    for answer in answers:
+        assert answer.status_code == 503, answer.text
+        body = answer.json()
+        assert body["success"] is False and body["error_code"] == "service_unavailable"
+        assert body["request_id"] == answer.headers["x-request-id"]
+        assert answer.headers["retry-after"] == "5" and answer.headers["cache-control"] == "no-store"
+    assert recovered.status_code == 200 and recovered.json()["external_id"] == "erin"
+    await proxy.cut()
+
+
+async def test_head_answers_the_headers_without_a_body_and_other_methods_get_the_envelope(
+    db: None, oidc_provider: Any, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = settings_env(oidc_provider, tmp_path, APP_BASE_URL=f"http://127.0.0.1:{port}", METRICS="on")
+    await _person("erin")
+    _, key = await create_key("methods")
+    async with serve_in_loop(create_app(Settings.from_env(env)), port) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as http:
+            before = (await http.get("/metrics")).text
+            got = await http.get("/api/v1/customers/erin/state")
+            head = await http.head("/api/v1/customers/erin/state")
+            missing = await http.head("/api/v1/customers/nobody/state")
+            posted = await http.post("/api/v1/customers/erin/state", json={})
+            metrics = (await http.get("/metrics")).text
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == got.headers["content-length"] == str(len(got.content))
+    assert head.headers["ratelimit-limit"] == got.headers["ratelimit-limit"]
+    assert head.headers["content-security-policy"] and head.headers["x-request-id"] != got.headers["x-request-id"]
+    assert missing.status_code == 404 and missing.content == b""
+    assert posted.status_code in (403, 405) and posted.json()["success"] is False
+    assert _count(metrics, "200") - _count(before, "200") == 2
+    assert _count(metrics, "404") - _count(before, "404") == 1
+
+
+def _count(metrics: str, status: str) -> float:
+    """The `billing_host_api_request_seconds_count` sample of the state endpoint for `status` (0 if none)."""
+    series = f'billing_host_api_request_seconds_count{{endpoint="state",status_code="{status}"}} '
+    return next((float(line[len(series) :]) for line in metrics.splitlines() if line.startswith(series)), 0.0)
