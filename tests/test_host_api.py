@@ -3,6 +3,7 @@ when PostgreSQL goes away, for HEAD, for methods it does not serve, and in the m
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -89,3 +90,25 @@ def _count(metrics: str, status: str) -> float:
     """The `billing_host_api_request_seconds_count` sample of the state endpoint for `status` (0 if none)."""
     series = f'billing_host_api_request_seconds_count{{endpoint="state",status_code="{status}"}} '
     return next((float(line[len(series) :]) for line in metrics.splitlines() if line.startswith(series)), 0.0)
+
+
+async def test_reads_are_logged_at_debug_and_refused_ones_at_info(
+    db: None, oidc_provider: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    env = settings_env(oidc_provider, tmp_path, APP_BASE_URL=f"http://127.0.0.1:{port}")
+    await _person("erin")
+    _, key = await create_key("logged")
+    app = create_app(Settings.from_env(env))
+    logging.getLogger().addHandler(caplog.handler)  # create_app's logging set-up replaced the root handlers
+    async with serve_in_loop(app, port) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as http:
+            with caplog.at_level(logging.DEBUG, logger="app.access"):
+                assert (await http.get("/api/v1/customers/erin/state")).status_code == 200
+                assert (await http.get("/api/v1/customers/nobody/state")).status_code == 404
+    lines = [
+        (r.levelno, r.msg["status"])
+        for r in caplog.records
+        if r.name == "app.access" and isinstance(r.msg, dict) and r.msg.get("path", "").startswith("/api/v1/customers/")
+    ]
+    assert lines == [(logging.DEBUG, 200), (logging.INFO, 404)]
