@@ -4,6 +4,7 @@ when PostgreSQL goes away, for HEAD, for methods it does not serve, and in the m
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -112,3 +113,30 @@ async def test_reads_are_logged_at_debug_and_refused_ones_at_info(
         if r.name == "app.access" and isinstance(r.msg, dict) and r.msg.get("path", "").startswith("/api/v1/customers/")
     ]
     assert lines == [(logging.DEBUG, 200), (logging.INFO, 404)]
+
+
+async def test_an_entitlement_whose_end_has_passed_is_left_out_before_the_person_is_recomputed(db: None) -> None:
+    """The state served between a grant's end and the delivery loop's recomputation: without the ended
+    entitlement, whether the stored document is served as is (nothing ended) or taken apart."""
+    from app.entitlements.queries import customer_state
+    from app.entitlements.service import add_override
+    from app.entitlements.tables import CustomerState
+
+    user = await _person("erin")
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
+    later = soon + timedelta(days=5)
+    await add_override(user.id, "team_seats", "grant", soon, note="pilot")
+    await add_override(user.id, "priority_support", "grant", later, note="pilot")
+    assert await CustomerState.select(CustomerState.entitlements_until).output(as_list=True) == [soon]
+
+    def features(state: dict[str, Any] | None) -> list[str]:
+        assert state is not None
+        return sorted(e["feature"] for e in state["entitlements"])
+
+    assert features(await customer_state("erin")) == ["priority_support", "team_seats"]
+    assert features(await customer_state("erin", now=soon - timedelta(seconds=1))) == [
+        "priority_support",
+        "team_seats",
+    ]
+    assert features(await customer_state("erin", now=soon)) == ["priority_support"]
+    assert features(await customer_state("erin", now=later + timedelta(seconds=1))) == []

@@ -10,10 +10,13 @@ from app.entitlements.tables import EntitlementOverride, Feature
 from piccolo_conf import DB
 
 # The published state as JSON text, less the entitlements whose `until` has passed (at $2), so the
-# state endpoint hands PostgreSQL's text to the client without decoding and re-encoding it.
+# state endpoint hands PostgreSQL's text to the client without decoding and re-encoding it. While no
+# entitlement has ended (`entitlements_until`, the earliest `until`, is NULL or later than $2: nearly
+# always) the stored document is served as is, without taking its entitlements apart.
 _STATE_COLUMNS = (
     "SELECT u.subject, u.email, u.email_verified, CASE WHEN cs.state IS NULL OR cs.state = '{}'::jsonb "
-    "THEN NULL ELSE jsonb_set(cs.state, '{entitlements}', coalesce((SELECT jsonb_agg(e ORDER BY n) "
+    "THEN NULL WHEN cs.entitlements_until IS NULL OR cs.entitlements_until > $2 THEN cs.state::text "
+    "ELSE jsonb_set(cs.state, '{entitlements}', coalesce((SELECT jsonb_agg(e ORDER BY n) "
     "FROM jsonb_array_elements(coalesce(cs.state->'entitlements', '[]'::jsonb)) WITH ORDINALITY AS x(e, n) "
     "WHERE e->>'until' IS NULL OR (e->>'until')::timestamptz > $2), '[]'::jsonb))::text END AS state "
     'FROM "user" u LEFT JOIN customer_state cs ON cs.user_id = u.id '

@@ -412,6 +412,7 @@ async def _apply(user: User, customer: Customer | None, active: list[dict[str, A
         CustomerState.fingerprint: new_fingerprint,
         CustomerState.stripe_entitlements: json.dumps(active),
         CustomerState.next_change_at: computed.next_change_at,
+        CustomerState.entitlements_until: min((g.until for g in computed.grants if g.until), default=None),
         CustomerState.version: version,
         CustomerState.updated_at: now,
     }

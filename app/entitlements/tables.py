@@ -74,6 +74,9 @@ class CustomerState(Table):
     fingerprint = Varchar(length=64, default="", help_text="sha256 of plan, status and entitlements")
     stripe_entitlements = JSONB(default="[]", help_text="Stripe's active entitlements at the last sync")
     next_change_at = Timestamptz(null=True, default=None, index=True, help_text="When a grace or grant ends")
+    entitlements_until = Timestamptz(
+        null=True, default=None, help_text="The earliest `until` of the state's entitlements (NULL: none ends)"
+    )
     version = Integer(default=0)
     updated_at = Timestamptz(default=TimestamptzNow())
 
