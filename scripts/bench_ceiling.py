@@ -2,7 +2,8 @@
 
     DATABASE_URL=postgresql://… WEBHOOK_SECRET=whsec_… python scripts/bench_ceiling.py --port 8201
 
-Litestar + asyncpg + Jinja, one uvicorn process (uvloop, httptools), like the app:
+Litestar + asyncpg + Jinja, one process under the app's server (`ASGI_SERVER`: uvicorn with uvloop and
+httptools, or granian), like the app:
 
 - `GET /fortunes`: TechEmpower's "fortunes" test: one query (every row of `fortune`), one row added
   in memory, sorted, one Jinja render of an HTML table.
@@ -118,11 +119,30 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
+    if os.environ.get("ASGI_SERVER", "uvicorn") == "granian":
+        # As app/serve.py runs the app under ASGI_SERVER=granian: one process, no access log.
+        from granian import Granian
+        from granian.constants import Interfaces
+
+        Granian(
+            "scripts.bench_ceiling:app_from_env",
+            address=args.host,
+            port=args.port,
+            interface=Interfaces.ASGI,
+            workers=1,
+            factory=True,
+            log_access=False,
+        ).serve()
+        return
     import uvicorn
 
-    app = create_app(os.environ["DATABASE_URL"], os.environ["WEBHOOK_SECRET"])
     # The app's own settings in app/serve.py: uvloop and httptools (uvicorn's "auto"), no access log.
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None, server_header=False)
+    uvicorn.run(app_from_env(), host=args.host, port=args.port, access_log=False, log_config=None, server_header=False)
+
+
+def app_from_env() -> Litestar:
+    """The ceiling app for `DATABASE_URL` and `WEBHOOK_SECRET` (the factory granian imports)."""
+    return create_app(os.environ["DATABASE_URL"], os.environ["WEBHOOK_SECRET"])
 
 
 if __name__ == "__main__":
