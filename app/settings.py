@@ -53,8 +53,8 @@ class AppSettings:
     `X-Forwarded-Proto` are believed; unset: none, the TCP peer is the client."""
     web_concurrency: int = 2
     """`WEB_CONCURRENCY`: web worker processes started by `scripts/serve`."""
-    server: str = "uvicorn"
-    """`ASGI_SERVER`: `uvicorn` (default) or `granian`, the production server of `scripts/serve`."""
+    server: str = "granian"
+    """`ASGI_SERVER`: `granian` (default) or `uvicorn`, the production server of `scripts/serve`."""
     host: str = "0.0.0.0"  # noqa: S104 (the production server listens on every interface of its container)
     """`HOST`: where `scripts/serve` listens (`make run`: 127.0.0.1)."""
     port: int = 8000
@@ -275,7 +275,7 @@ class Settings:
                 ipaddress.ip_network(proxy, strict=False)
             except ValueError:
                 errors.append(f"TRUSTED_PROXIES must hold IP addresses or CIDR ranges, not {proxy!r}")
-        server = (get("ASGI_SERVER", "uvicorn") or "uvicorn").lower()
+        server = (get("ASGI_SERVER", "granian") or "granian").lower()
         if server not in {"uvicorn", "granian"}:
             errors.append("ASGI_SERVER must be uvicorn or granian")
 

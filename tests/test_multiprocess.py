@@ -176,7 +176,9 @@ async def stack(oidc_provider: ScriptedProvider, tmp_path_factory: pytest.TempPa
     assert migrated.returncode == 0, migrated.stderr
     proxy = RoundRobinProxy({"web-a": f"http://127.0.0.1:{port_a}", "web-b": f"http://127.0.0.1:{port_b}"})
     with (
-        process([serve, "--no-migrate"], {**env, "PORT": str(port_a)}, logs / "web-a.log") as web_a,
+        process(
+            [serve, "--no-migrate"], {**env, "PORT": str(port_a), "ASGI_SERVER": "uvicorn"}, logs / "web-a.log"
+        ) as web_a,
         process([serve, "--no-migrate"], {**env, "PORT": str(port_b), "ASGI_SERVER": "granian"}, logs / "web-b.log"),
         process(
             [str(Path(sys.executable).parent / "litestar"), "billing", "worker"], env, logs / "worker.log"
@@ -301,3 +303,16 @@ async def test_a_webhook_burst_is_stored_once_and_applied_once(stack: Stack, bro
     assert not before & set(ids)
     worker_log = (stack.logs / "worker.log").read_text()
     assert "Applied" in worker_log, "the standalone worker (web processes run with EVENT_WORKER=off) applied them"
+
+
+async def test_the_servers_own_lines_share_the_apps_log_shape(stack: Stack) -> None:
+    """Granian (web-b) starts its worker and says so through the app's structlog set-up, not in its own
+    `[INFO] …` format; both servers' logs carry the app's access lines."""
+    async with httpx.AsyncClient(timeout=20) as http:
+        for _ in range(4):  # the proxy alternates: two requests reach each process
+            assert (await http.get(f"{stack.base_url}/plans")).status_code == 200
+    granian = (stack.logs / "web-b.log").read_text()
+    assert "Started worker-1" in granian and "[_granian" in granian
+    assert not [line for line in granian.splitlines() if line.startswith("[INFO]")], granian[-2000:]
+    for name in ("web-a.log", "web-b.log"):
+        assert "path=/plans" in (stack.logs / name).read_text(), name
