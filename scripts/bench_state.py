@@ -1,6 +1,6 @@
 """Benchmark the host API's state endpoint on 100,000 customers.
 
-    uv run python scripts/bench_state.py [--workers 1] [--server uvicorn|granian] [--redis-url URL]
+    uv run python scripts/bench_state.py [--workers 1] [--server granian|uvicorn] [--redis-url URL]
                                          [--hello] [--rounds 3] [--seconds 10] [--load wrk|python]
 
 Drops and recreates the database `billing_bench_state` on the PostgreSQL server of `DATABASE_URL`
@@ -28,30 +28,15 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.benchdb import recreate_database, with_database  # noqa: E402
+
 BENCH_DB = "billing_bench_state"
 PEOPLE = 100_000
-
-
-def with_database(url: str, name: str) -> str:
-    """`url` pointing at database `name` instead."""
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-async def recreate_database(server_url: str) -> None:
-    """DROP (forcing other sessions off) and CREATE the bench database on the server of `server_url`."""
-    import asyncpg
-
-    connection = await asyncpg.connect(with_database(server_url, "postgres"))
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    finally:
-        await connection.close()
 
 
 async def seed() -> None:
@@ -269,7 +254,9 @@ async def main() -> None:
     parser.add_argument(
         "--hello", action="store_true", help="also measure a hello-world Litestar endpoint the same way"
     )
-    parser.add_argument("--server", choices=("uvicorn", "granian"), default="uvicorn", help="ASGI_SERVER")
+    parser.add_argument(
+        "--server", choices=("granian", "uvicorn"), default="granian", help="ASGI_SERVER (production default: granian)"
+    )
     parser.add_argument(
         "--redis-url",
         default=os.environ.get("REDIS_URL"),
@@ -281,7 +268,7 @@ async def main() -> None:
     server_url = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
     database_url = with_database(server_url, BENCH_DB)
     if not args.no_seed:
-        await recreate_database(server_url)
+        await recreate_database(server_url, BENCH_DB)
     os.environ["DATABASE_URL"] = database_url  # before piccolo_conf is imported
 
     from app.devstack import apply_migrations
