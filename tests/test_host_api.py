@@ -3,7 +3,9 @@ when PostgreSQL goes away, for HEAD, for methods it does not serve, and in the m
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,25 @@ from app.entitlements.api_keys import create_key, forget_verified_keys
 from app.settings import Settings
 from tests.conftest import settings_env
 from tests.support.servers import TcpProxy, free_port, serve_in_loop
+
+
+@contextlib.asynccontextmanager
+async def host_api(
+    oidc_provider: Any, tmp_path: Path, key_name: str, before_serving: Any = None, **env: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app served over HTTP with person `erin` and a host API key: a client sending that key.
+    `before_serving(app)` runs once the app is built (a log handler to add back, say)."""
+    port = free_port()
+    settings = Settings.from_env(settings_env(oidc_provider, tmp_path, APP_BASE_URL=f"http://127.0.0.1:{port}", **env))
+    await _person("erin")
+    _, key = await create_key(key_name)
+    forget_verified_keys()
+    app = create_app(settings)
+    if before_serving is not None:
+        before_serving(app)
+    async with serve_in_loop(app, port) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as http:
+            yield http
 
 
 async def _person(subject: str) -> User:
@@ -35,23 +56,17 @@ async def test_a_lost_database_is_a_503_envelope_with_retry_after_and_the_api_re
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
     await proxy.resume()
     monkeypatch.setitem(DB.config, "dsn", target._replace(netloc=f"{target.username}@127.0.0.1:{proxy.port}").geturl())
-    await _person("erin")
-    _, key = await create_key("outage")
-    forget_verified_keys()
-    port = free_port()
-    env = settings_env(oidc_provider, tmp_path, APP_BASE_URL=f"http://127.0.0.1:{port}")
-    async with serve_in_loop(create_app(Settings.from_env(env)), port) as base_url:
-        async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as http:
-            assert (await http.get("/api/v1/customers/erin/state")).status_code == 200
-            await proxy.cut()
-            answers = [
-                await http.get("/api/v1/customers/erin/state"),
-                await http.get("/api/v1/customers/erin/entitlements/priority_support"),
-            ]
-            forget_verified_keys()  # the key check itself now needs the database
-            answers.append(await http.get("/api/v1/customers/erin/state"))
-            await proxy.resume()
-            recovered = await http.get("/api/v1/customers/erin/state")
+    async with host_api(oidc_provider, tmp_path, "outage") as http:
+        assert (await http.get("/api/v1/customers/erin/state")).status_code == 200
+        await proxy.cut()
+        answers = [
+            await http.get("/api/v1/customers/erin/state"),
+            await http.get("/api/v1/customers/erin/entitlements/priority_support"),
+        ]
+        forget_verified_keys()  # the key check itself now needs the database
+        answers.append(await http.get("/api/v1/customers/erin/state"))
+        await proxy.resume()
+        recovered = await http.get("/api/v1/customers/erin/state")
     for answer in answers:
         assert answer.status_code == 503, answer.text
         body = answer.json()
@@ -65,18 +80,13 @@ async def test_a_lost_database_is_a_503_envelope_with_retry_after_and_the_api_re
 async def test_head_answers_the_headers_without_a_body_and_other_methods_get_the_envelope(
     db: None, oidc_provider: Any, tmp_path: Path
 ) -> None:
-    port = free_port()
-    env = settings_env(oidc_provider, tmp_path, APP_BASE_URL=f"http://127.0.0.1:{port}", METRICS="on")
-    await _person("erin")
-    _, key = await create_key("methods")
-    async with serve_in_loop(create_app(Settings.from_env(env)), port) as base_url:
-        async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as http:
-            before = (await http.get("/metrics")).text
-            got = await http.get("/api/v1/customers/erin/state")
-            head = await http.head("/api/v1/customers/erin/state")
-            missing = await http.head("/api/v1/customers/nobody/state")
-            posted = await http.post("/api/v1/customers/erin/state", json={})
-            metrics = (await http.get("/metrics")).text
+    async with host_api(oidc_provider, tmp_path, "methods", METRICS="on") as http:
+        before = (await http.get("/metrics")).text
+        got = await http.get("/api/v1/customers/erin/state")
+        head = await http.head("/api/v1/customers/erin/state")
+        missing = await http.head("/api/v1/customers/nobody/state")
+        posted = await http.post("/api/v1/customers/erin/state", json={})
+        metrics = (await http.get("/metrics")).text
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == got.headers["content-length"] == str(len(got.content))
     assert head.headers["ratelimit-limit"] == got.headers["ratelimit-limit"]
@@ -96,17 +106,14 @@ def _count(metrics: str, status: str) -> float:
 async def test_reads_are_logged_at_debug_and_refused_ones_at_info(
     db: None, oidc_provider: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    port = free_port()
-    env = settings_env(oidc_provider, tmp_path, APP_BASE_URL=f"http://127.0.0.1:{port}")
-    await _person("erin")
-    _, key = await create_key("logged")
-    app = create_app(Settings.from_env(env))
-    logging.getLogger().addHandler(caplog.handler)  # create_app's logging set-up replaced the root handlers
-    async with serve_in_loop(app, port) as base_url:
-        async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as http:
-            with caplog.at_level(logging.DEBUG, logger="app.access"):
-                assert (await http.get("/api/v1/customers/erin/state")).status_code == 200
-                assert (await http.get("/api/v1/customers/nobody/state")).status_code == 404
+    def add_back(_: Any) -> None:
+        """create_app's logging set-up replaced the root handlers: put pytest's back before serving."""
+        logging.getLogger().addHandler(caplog.handler)
+
+    async with host_api(oidc_provider, tmp_path, "logged", before_serving=add_back) as http:
+        with caplog.at_level(logging.DEBUG, logger="app.access"):
+            assert (await http.get("/api/v1/customers/erin/state")).status_code == 200
+            assert (await http.get("/api/v1/customers/nobody/state")).status_code == 404
     lines = [
         (r.levelno, r.msg["status"])
         for r in caplog.records
