@@ -66,6 +66,11 @@ def configure_logging(settings: AppSettings, stream: Any = None) -> None:
             renderer,
         ],
     )
+    # Lines never show a file, line, function, thread or process (the renderers print only the event
+    # dict), so spare every record those lookups, a quarter of a line's cost: the standard library's
+    # documented switches (Logging HOWTO, "Optimization").
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
