@@ -151,7 +151,9 @@ async def main() -> None:
         if profiler:
             profiler.disable()
             out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("PROFILE_N", "60")))
+            pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(
+                int(os.environ.get("PROFILE_N", "60"))
+            )
             (data_dir / "cprofile.txt").write_text(out.getvalue())
             print(f"cProfile listing: {data_dir / 'cprofile.txt'}")
 

@@ -185,3 +185,23 @@ async def test_page_queries_use_indexes(db: None) -> None:
         "entitlement_user_id",
     ):
         assert index in person, f"{index} not used:\n{person}"
+
+
+async def test_rows_mapped_without_piccolo_equal_piccolo_objects(db: None) -> None:
+    """`row_of` (values put straight into the instance's `__dict__`) gives what Piccolo's own query gives,
+    from a plain row and from a composite value, and the object still saves like one Piccolo loaded."""
+    plan = Plan(key="pro", stripe_product_id="prod_rows", name="Pro", features='["Unlimited"]', sort_order=2)
+    await Plan.insert(plan)
+    await Price.insert(Price(stripe_price_id="price_rows", plan=plan.id, unit_amount_cents=900, interval="month"))
+    loaded = await Plan.objects().get(Plan.id == plan.id)
+    price = await Price.objects().get(Price.stripe_price_id == "price_rows")
+    assert loaded is not None and price is not None
+    plain = app_db.row_of(Plan, (await Plan.raw("SELECT * FROM plan WHERE id = {}", plan.id))[0])
+    composite = (await Price.raw("SELECT pr AS price FROM price pr WHERE pr.id = {}", price.id))[0]["price"]
+    mapped_price = app_db.row_of(Price, composite)
+    assert plain is not None and mapped_price is not None
+    assert plain.to_dict() == loaded.to_dict() and mapped_price.to_dict() == price.to_dict()
+    assert (plain.name, mapped_price.unit_amount_cents, mapped_price.plan) == ("Pro", 900, plan.id)
+    plain.name = "Pro 2"
+    await plain.save()
+    assert (await Plan.objects().get(Plan.id == plan.id)).name == "Pro 2"  # type: ignore[union-attr]

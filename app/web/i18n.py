@@ -440,6 +440,29 @@ def _template_gettext(language: str) -> tuple[Callable[..., str], Callable[..., 
     return gettext, ngettext
 
 
+def page_gettext(language: str) -> Callable[..., str]:
+    """The `_`/`gettext` that `page_callables` gives templates in `language` (takes the eval context first)."""
+    return _template_gettext(language)[0]
+
+
+@lru_cache(maxsize=16)
+def page_translate_filter(language: str) -> Callable[[Any], Any]:
+    """The `t` filter (`translate_filter`) of pages in `language`: what it gives for a request whose
+    page language is `language`, without looking the request up (a plain function, so Jinja works
+    it out at compile time for a literal)."""
+    catalog = translations(language)
+    preferences = Preferences(language, ZoneInfo("UTC"), language)  # only its language is used
+
+    def translate(value: Any) -> Any:
+        if not isinstance(value, str) or not value:
+            return value
+        if isinstance(value, Message):
+            return preferences.gettext(value)
+        return catalog.ugettext(value)
+
+    return translate
+
+
 @lru_cache(maxsize=256)
 def page_callables(preferences: Preferences) -> dict[str, Any]:
     """The template helpers that depend only on a person's preferences, bound to them: `_`/`gettext`,

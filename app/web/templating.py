@@ -6,9 +6,10 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import Environment, pass_context
+from jinja2 import Environment, nodes, pass_context
 from jinja2 import Template as JinjaTemplate
 from jinja2.runtime import Context
+from jinja2.visitor import NodeTransformer
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.utils.empty import value_or_default
 from litestar.utils.scope.state import ScopeState
@@ -76,12 +77,109 @@ def url_for(context: Mapping[str, Any], route_name: str, /, **path_parameters: A
         return str(app.route_reverse(route_name, **path_parameters))
 
 
+_FOLDED_CALLS = frozenset({"_", "gettext", "url_for"})
+
+
+class _FoldConstants(NodeTransformer):
+    """Replaces, in one template's syntax tree, each call whose result is fixed for a language and an
+    app by that result: `_("Plan")` and `{% trans %}…{% endtrans %}` without placeholders (the
+    language's catalog text, as the page's `_` gives it: `Markup`, `%%` made `%`), and
+    `url_for("name", key="value")` with only literal arguments (the app's routes do not change while
+    it runs). A call with any non-literal argument or placeholder is left to run per render."""
+
+    def __init__(self, gettext: Any, eval_context: nodes.EvalContext, app: Any) -> None:
+        self.gettext, self.eval_context, self.app = gettext, eval_context, app
+
+    def visit_Call(self, node: nodes.Call) -> nodes.Node:
+        self.generic_visit(node)  # arguments first (changed in place)
+        callee = node.node
+        if not (
+            isinstance(callee, nodes.Name)
+            and callee.name in _FOLDED_CALLS
+            and node.dyn_args is None
+            and node.dyn_kwargs is None
+            and len(node.args) == 1
+            and isinstance(node.args[0], nodes.Const)
+            and isinstance(node.args[0].value, str)
+            and all(isinstance(k.value, nodes.Const) for k in node.kwargs)
+        ):
+            return node
+        if callee.name == "url_for":
+            try:
+                parameters = tuple(sorted((k.key, k.value.value) for k in node.kwargs))  # type: ignore[attr-defined]
+                value: Any = _route_path(self.app, node.args[0].value, parameters)
+            except Exception:
+                return node
+            return nodes.Const(value, lineno=node.lineno)
+        if node.kwargs:  # placeholders: filled per render
+            return node
+        value = self.gettext(self.eval_context, node.args[0].value)
+        if isinstance(value, Markup):
+            return nodes.MarkSafe(nodes.Const(str(value), lineno=node.lineno), lineno=node.lineno)
+        return nodes.Const(value, lineno=node.lineno)
+
+
+class LocalizedEnvironment(Environment):
+    """An overlay of the app's Jinja environment (same loader, globals, tests, extensions and
+    settings) for one page language and one app, whose templates are compiled with the calls that
+    cannot change for them already made (`_FoldConstants`), so that a render does not repeat them.
+    Its `t` filter is bound to the language. Made by `localized_environment`; `PageTemplate.render`
+    renders a request's page with the one of the request's language."""
+
+    language: str
+    app: Any
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        eval_context = nodes.EvalContext(self, name)
+        # Assigned, looped over or a macro's parameter (a `Name` stored or a `param`) anywhere in the template.
+        shadowed = any(n.ctx != "load" and n.name in _FOLDED_CALLS for n in tree.find_all(nodes.Name))
+        # Only where the result is what a render would give: autoescaped templates (the catalog's text
+        # is markup there), no `{% autoescape %}` block, and no template variable named like a helper.
+        if eval_context.autoescape is not True or shadowed or any(tree.find_all(nodes.EvalContextModifier)):
+            return tree
+        gettext = i18n.page_gettext(self.language)
+        return _FoldConstants(gettext, eval_context, self.app).visit(tree)
+
+
+def localized_environment(env: Environment, language: str, app: Any) -> LocalizedEnvironment:
+    """The `LocalizedEnvironment` of `env` for `language` (one of `i18n.LANGUAGES`) and `app`, made once.
+
+    Remembered on `env` by (language, app): a compiled template holds that language's catalog text
+    and that app's route paths, and nothing else of a request (per-person values are still looked
+    up at render time). Filters registered on `env` after this is first called are not seen by it
+    (all are registered by `configure_engine`, before the first render).
+    """
+    made: dict[tuple[str, int], LocalizedEnvironment] = env.__dict__.setdefault("_localized", {})
+    localized = made.get((language, id(app)))
+    if localized is None or localized.app is not app:
+        overlay = env.overlay(cache_size=env.cache.capacity if env.cache is not None else 400)  # type: ignore[attr-defined]
+        overlay.__class__ = LocalizedEnvironment  # the overlay with `_parse` folding (no new state)
+        assert isinstance(overlay, LocalizedEnvironment)
+        localized = overlay
+        localized.language, localized.app = language, app
+        localized.filters = {**env.filters, "t": i18n.page_translate_filter(language)}
+        made[(language, id(app))] = localized
+    return localized
+
+
 class PageTemplate(JinjaTemplate):
     """A template that, rendered for a request (a `request` in its variables, as Litestar's
     `Template` response passes), gets the helpers bound to that person's preferences
     (`i18n.page_callables`: `_`, `ngettext`, `money`, `date`, ...) as variables, resolved once per
-    render instead of once per call. Included templates share the page's context and so the same
-    helpers; anything rendered without a request keeps the global helpers."""
+    render instead of once per call, and is rendered from the `LocalizedEnvironment` of the
+    person's language (the same template with its fixed texts and links compiled in). Included
+    templates share the page's context and environment and so the same helpers; anything rendered
+    without a request keeps the global helpers."""
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        if self.name is not None and not isinstance(self.environment, LocalizedEnvironment):
+            request = kwargs.get("request") if not args else dict(*args, **kwargs).get("request")
+            if request is not None and hasattr(request, "scope") and hasattr(request, "app"):
+                language = i18n.request_preferences(request).language
+                template = localized_environment(self.environment, language, request.app).get_template(self.name)
+                return template.render(*args, **kwargs)
+        return super().render(*args, **kwargs)
 
     def new_context(
         self, vars: dict[str, Any] | None = None, shared: bool = False, locals: Mapping[str, Any] | None = None
