@@ -16,7 +16,8 @@ SOURCE = (
     '{{ _("Plan") }}|{% trans %}Payments are processed by Stripe. Sign-in by your identity provider.{% endtrans %}|'
     '{{ _("Renews on %(date)s", date="<b>1.</b>") }}|{{ _("Your plan") if flag else _("Account") }}|'
     '{{ url_for("account:show") }}|{{ url_for("static", file_path="css/app.css") }}|{{ "Lifetime" | t }}|'
-    "{{ name | t }}|{{ _(name) }}"
+    "{{ name | t }}|{{ _(name) }}|{% trans plan=name, n=3 %}{{ n }} of {{ plan }}: 100%% done{% endtrans %}|"
+    '{% trans end="<i>x</i>" %}Until {{ end }} you keep:{% endtrans %}'
 )
 
 
@@ -42,7 +43,7 @@ def test_localized_template_renders_what_the_plain_template_renders() -> None:
     for language in i18n.LANGUAGES:
         preferences = i18n.Preferences(language, i18n.timezone_named("UTC", "UTC"), language)
         request = SimpleNamespace(app=app, scope={"state": {i18n._PREFERENCES_KEY: preferences}})
-        variables = {**i18n.page_callables(preferences), "request": request, "flag": True, "name": "Monthly"}
+        variables = {**i18n.page_callables(preferences), "request": request, "flag": True, "name": "<Monthly>"}
         plain = env.from_string(SOURCE).render(variables)
         localized = localized_environment(env, language, app)
         assert localized is localized_environment(env, language, app)  # made once per (language, app)

@@ -445,6 +445,13 @@ def page_gettext(language: str) -> Callable[..., str]:
     return _template_gettext(language)[0]
 
 
+def page_message(language: str) -> Callable[[str], Markup]:
+    """The catalog text of a message in `language`, as `Markup`, before its placeholders are filled:
+    what the page's `_` (under autoescape) formats with `%` and the placeholders' values."""
+    ugettext = translations(language).ugettext
+    return lambda message: Markup(ugettext(message))  # noqa: S704 (catalog text is trusted markup)
+
+
 @lru_cache(maxsize=16)
 def page_translate_filter(language: str) -> Callable[[Any], Any]:
     """The `t` filter (`translate_filter`) of pages in `language`: what it gives for a request whose

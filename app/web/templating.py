@@ -85,10 +85,13 @@ class _FoldConstants(NodeTransformer):
     app by that result: `_("Plan")` and `{% trans %}…{% endtrans %}` without placeholders (the
     language's catalog text, as the page's `_` gives it: `Markup`, `%%` made `%`), and
     `url_for("name", key="value")` with only literal arguments (the app's routes do not change while
-    it runs). A call with any non-literal argument or placeholder is left to run per render."""
+    it runs). A message with placeholders (`_("Renews on %(date)s", date=d)`) becomes its catalog
+    text as `Markup` `%` the values, which is what the page's `_` does with them (escaping each).
+    A call with a non-literal message or route, or `*args`/`**kwargs`, is left to run per render."""
 
-    def __init__(self, gettext: Any, eval_context: nodes.EvalContext, app: Any) -> None:
-        self.gettext, self.eval_context, self.app = gettext, eval_context, app
+    def __init__(self, language: str, eval_context: nodes.EvalContext, app: Any) -> None:
+        self.gettext, self.message = i18n.page_gettext(language), i18n.page_message(language)
+        self.eval_context, self.app = eval_context, app
 
     def visit_Call(self, node: nodes.Call) -> nodes.Node:
         self.generic_visit(node)  # arguments first (changed in place)
@@ -111,12 +114,12 @@ class _FoldConstants(NodeTransformer):
             except Exception:
                 return node
             return nodes.Const(value, lineno=node.lineno)
-        if node.kwargs:  # placeholders: filled per render
-            return node
+        if node.kwargs:  # placeholders: the catalog text compiled in, `%` with the values (escaped) per render
+            text = nodes.MarkSafe(nodes.Const(str(self.message(node.args[0].value))))
+            values = nodes.Dict([nodes.Pair(nodes.Const(k.key), k.value) for k in node.kwargs])
+            return nodes.Mod(text, values).set_lineno(node.lineno)
         value = self.gettext(self.eval_context, node.args[0].value)
-        if isinstance(value, Markup):
-            return nodes.MarkSafe(nodes.Const(str(value), lineno=node.lineno), lineno=node.lineno)
-        return nodes.Const(value, lineno=node.lineno)
+        return nodes.MarkSafe(nodes.Const(str(value))).set_lineno(node.lineno)
 
 
 class LocalizedEnvironment(Environment):
@@ -138,8 +141,7 @@ class LocalizedEnvironment(Environment):
         # is markup there), no `{% autoescape %}` block, and no template variable named like a helper.
         if eval_context.autoescape is not True or shadowed or any(tree.find_all(nodes.EvalContextModifier)):
             return tree
-        gettext = i18n.page_gettext(self.language)
-        return _FoldConstants(gettext, eval_context, self.app).visit(tree)
+        return _FoldConstants(self.language, eval_context, self.app).visit(tree)
 
 
 def localized_environment(env: Environment, language: str, app: Any) -> LocalizedEnvironment:
