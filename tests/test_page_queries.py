@@ -205,3 +205,13 @@ async def test_rows_mapped_without_piccolo_equal_piccolo_objects(db: None) -> No
     plain.name = "Pro 2"
     await plain.save()
     assert (await Plan.objects().get(Plan.id == plan.id)).name == "Pro 2"  # type: ignore[union-attr]
+
+
+async def test_fetch_runs_in_the_current_transaction_with_numbered_placeholders(db: None) -> None:
+    """`app.db.fetch` sees what the current transaction wrote and not yet committed (it runs on that
+    transaction's connection, as Piccolo's `raw` does), and binds each `{}` in order."""
+    async with DB.transaction():
+        await Plan.insert(Plan(key="in_tx", stripe_product_id="prod_tx", name="Tx", features="[]", sort_order=7))
+        rows = await app_db.fetch("SELECT key, {}::int AS two FROM plan WHERE key = {} AND '{{}}' = '{{}}'", 2, "in_tx")
+        assert [(row["key"], row["two"]) for row in rows] == [("in_tx", 2)]
+    assert app_db._numbered("a {} b {{x}} {}") == "a $1 b {x} $2"
