@@ -199,6 +199,7 @@ def language_of(tag: str | None) -> str | None:
     return code if code in LANGUAGES else None
 
 
+@lru_cache(maxsize=1024)  # a pure function of its three strings; parsing the tags with Babel is the costly part
 def resolve_language(choice: str | None, accept_language: str | None, default_locale: str) -> tuple[str, str]:
     """(page language, formatting locale) for a person's `choice`, the `Accept-Language` header and
     `DEFAULT_LOCALE`, in that order; see the module docstring. Never raises.

@@ -89,16 +89,14 @@ class RotatingSessionBackend(ServerSideSessionBackend):
         """
         state: dict[str, Any] = connection.scope.setdefault("state", {})
         store = self.config.get_store_from_app(connection.scope["app"])
-        headers = MutableScopeHeaders.from_message(message)
-        cookie_params = dict(extract_dataclass_items(self.config, exclude_none=True, include=Cookie.__dict__.keys()))
         sent_id = connection.cookies.get(self.config.key)
         if sent_id == "null":
             sent_id = None
         if scope_session is Empty or not scope_session:
             if sent_id:
                 await self.delete(sent_id, store=store)
-                expired = Cookie(value="null", key=self.config.key, expires=0, **cookie_params)
-                headers.add("Set-Cookie", expired.to_header(header=""))
+                expired = Cookie(value="null", key=self.config.key, expires=0, **self._cookie_params())
+                MutableScopeHeaders.from_message(message).add("Set-Cookie", expired.to_header(header=""))
             return
         if state.get(_ROTATE) and not state.get(_NEW_ID):
             if sent_id:
@@ -118,7 +116,12 @@ class RotatingSessionBackend(ServerSideSessionBackend):
         expires_in = int(self.config.max_age) if signed_in else min(PENDING_SESSION_TTL, int(self.config.max_age))
         stored = {**scope_session, _SAVED_AT: int(time.time())} if isinstance(scope_session, dict) else scope_session
         await store.set(session_id, self.serialize_data(stored, connection.scope), expires_in=expires_in)
-        headers.add("Set-Cookie", Cookie(value=session_id, key=self.config.key, **cookie_params).to_header(header=""))
+        cookie = Cookie(value=session_id, key=self.config.key, **self._cookie_params())
+        MutableScopeHeaders.from_message(message).add("Set-Cookie", cookie.to_header(header=""))
+
+    def _cookie_params(self) -> dict[str, Any]:
+        """The session cookie's attributes from the config (path, domain, secure, httponly, samesite, max-age)."""
+        return dict(extract_dataclass_items(self.config, exclude_none=True, include=Cookie.__dict__.keys()))
 
 
 @dataclass
