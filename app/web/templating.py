@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+from collections import ChainMap
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import Environment, nodes, pass_context
+from jinja2 import Environment, nodes, pass_context, runtime
 from jinja2 import Template as JinjaTemplate
 from jinja2.runtime import Context
 from jinja2.visitor import NodeTransformer
@@ -196,7 +197,16 @@ class PageTemplate(JinjaTemplate):
                     "csrf_token": lambda: token,
                     **vars,
                 }
-        return super().new_context(vars, shared, locals)
+        # As `Template.new_context`, with the template's globals (a `ChainMap` of its own and the
+        # environment's) as one plain dict: Jinja copies them into each context and takes their
+        # keys, once per render and per include, and a `ChainMap` does both key by key in Python.
+        chained, flat = self.globals, dict[str, Any]()
+        if isinstance(chained, ChainMap):
+            for mapping in reversed(chained.maps):
+                flat.update(mapping)
+        else:
+            flat.update(chained)
+        return runtime.new_context(self.environment, self.name, self.blocks, vars, shared, flat, locals)
 
 
 def icon_callable(env: Environment) -> Any:
