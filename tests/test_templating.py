@@ -17,7 +17,7 @@ SOURCE = (
     '{{ _("Renews on %(date)s", date="<b>1.</b>") }}|{{ _("Your plan") if flag else _("Account") }}|'
     '{{ url_for("account:show") }}|{{ url_for("static", file_path="css/app.css") }}|{{ "Lifetime" | t }}|'
     "{{ name | t }}|{{ _(name) }}|{% trans plan=name, n=3 %}{{ n }} of {{ plan }}: 100%% done{% endtrans %}|"
-    '{% trans end="<i>x</i>" %}Until {{ end }} you keep:{% endtrans %}'
+    '{% trans end="<i>x</i>" %}Until {{ end }} you keep:{% endtrans %}|{{ _("Renews on %(date)s", date=name) }}'
 )
 
 
@@ -53,6 +53,8 @@ def test_localized_template_renders_what_the_plain_template_renders() -> None:
         assert app.reversed == reversed_before  # the links were compiled in
     german = localized_environment(env, "de", app).compile(SOURCE, raw=True)
     assert "'Tarif|'" in german and "Zahlungen werden" in german and "url_for" not in german
+    with_values = localized_environment(env, "de", app).compile('{{ _("Renews on %(date)s", date=name) }}', raw=True)
+    assert "context.call" not in with_values and "Verlängert sich am %(date)s" in with_values
 
 
 def test_a_template_that_names_a_variable_like_a_helper_is_not_folded() -> None:

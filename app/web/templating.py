@@ -105,10 +105,11 @@ class _FoldConstants(NodeTransformer):
             and len(node.args) == 1
             and isinstance(node.args[0], nodes.Const)
             and isinstance(node.args[0].value, str)
-            and all(isinstance(k.value, nodes.Const) for k in node.kwargs)
         ):
             return node
         if callee.name == "url_for":
+            if not all(isinstance(k.value, nodes.Const) for k in node.kwargs):
+                return node
             try:
                 parameters = tuple(sorted((k.key, k.value.value) for k in node.kwargs))  # type: ignore[attr-defined]
                 value: Any = _route_path(self.app, node.args[0].value, parameters)
