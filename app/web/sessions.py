@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path as PlainPath
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -28,7 +28,7 @@ from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.middleware.session.base import ONE_DAY_IN_SECONDS
 from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
 from litestar.stores.base import StorageObject, Store
-from litestar.stores.file import FileStore
+from litestar.stores.file import FileStore, _safe_file_name
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from litestar.types import Empty, Message, ScopeSession
@@ -155,14 +155,15 @@ class SessionFileStore(FileStore):
     async def get(self, key: str, renew_for: int | timedelta | None = None) -> bytes | None:
         """The value stored under `key`, or None when absent or expired (an expired file is removed);
         `renew_for` (seconds) renews an expiring value, as `FileStore.get`."""
-        path = self._path_from_key(key)
+        # The file `FileStore` names for `key` (its own naming), opened without building `Path`s.
         try:
-            raw = PlainPath(path).read_bytes()  # noqa: ASYNC240 (see the class docstring)
+            with open(os.path.join(os.fspath(self.path), _safe_file_name(key)), "rb") as file:  # noqa: ASYNC230
+                raw = file.read()
         except FileNotFoundError:
             return None
         storage_obj = StorageObject.from_bytes(raw)
         if storage_obj.expired:
-            await path.unlink(missing_ok=True)
+            await self._path_from_key(key).unlink(missing_ok=True)
             return None
         if renew_for and storage_obj.expires_at:
             await self.set(key, value=storage_obj.data, expires_in=renew_for)
