@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from jinja2 import Template as JinjaTemplate
 
 from app import db as app_db
 from app.asgi import create_app
@@ -23,6 +24,7 @@ from app.billing.service import _CATALOGUE_SQL, _PERSON_SQL
 from app.billing.tables import LIVE_STATUSES, Customer, PaymentTransaction, Plan, Price, Subscription
 from app.entitlements.tables import Entitlement, Feature, PlanFeature
 from app.settings import Settings
+from app.web import templating
 from piccolo_conf import DB
 from tests.conftest import settings_env, sign_in
 from tests.support.oidc_provider import ScriptedProvider
@@ -215,3 +217,38 @@ async def test_fetch_runs_in_the_current_transaction_with_numbered_placeholders(
         rows = await app_db.fetch("SELECT key, {}::int AS two FROM plan WHERE key = {} AND '{{}}' = '{{}}'", 2, "in_tx")
         assert [(row["key"], row["two"]) for row in rows] == [("in_tx", 2)]
     assert app_db._numbered("a {} b {{x}} {}") == "a $1 b {x} $2"
+
+
+async def test_pages_read_the_same_from_each_language_s_compiled_templates(
+    counted_client: httpx.AsyncClient, oidc_provider: ScriptedProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page, whole and as its HTMX fragment, in each language, is the same HTML whether rendered
+    from its language's `LocalizedEnvironment` (texts and links compiled in, plain helpers called
+    directly) or from the plain environment with the page's helpers, as before."""
+    await sign_in(counted_client, "same")
+    await seed_subscriber("same")
+    used: list[str] = []
+    localized = templating.localized_environment
+
+    def spy(env: Any, language: str, app: Any) -> Any:
+        used.append(language)
+        return localized(env, language, app)
+
+    async def pages() -> dict[tuple[str, str, str], str]:
+        seen = {}
+        for path in PAGES:
+            for language in ("en", "de", "fr", "es"):
+                for fragment in ("", "true"):
+                    headers = {"Accept-Language": language, **({"HX-Request": fragment} if fragment else {})}
+                    response = await counted_client.get(path, headers=headers)
+                    assert response.status_code == 200, (path, language, fragment)
+                    seen[(path, language, fragment)] = response.text
+        return seen
+
+    monkeypatch.setattr(templating, "localized_environment", spy)
+    compiled = await pages()
+    assert set(used) == {"en", "de", "fr", "es"}
+    monkeypatch.setattr(templating.PageTemplate, "render", JinjaTemplate.render)  # the plain environment
+    plain = await pages()
+    assert compiled == plain
+    assert "Tarif" in compiled[("/account", "de", "")] and "Domain" in compiled[("/plans", "fr", "true")]

@@ -9,6 +9,7 @@ from typing import Any
 
 from jinja2 import Environment, nodes, pass_context, runtime
 from jinja2 import Template as JinjaTemplate
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import Context
 from jinja2.visitor import NodeTransformer
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -79,6 +80,33 @@ def url_for(context: Mapping[str, Any], route_name: str, /, **path_parameters: A
 
 
 _FOLDED_CALLS = frozenset({"_", "gettext", "url_for"})
+_PLAIN_CALLABLES = frozenset(
+    {"money", "date", "datetime", "csrf_token", "icon", "page_language", "languages", "request_locale"}
+)
+"""Helpers that a page's context binds to plain functions (`i18n.page_callables`, `csrf_token`, the
+`icon` global): none takes Jinja's context, so a template may call them directly."""
+
+
+_DIRECT = "billing_direct_call"
+"""Marks a `nodes.Call` (Jinja allows no node types of one's own) to be compiled as a plain Python
+call instead of through `Context.call`, which first checks whether the callee wants Jinja's context
+(`pass_context` & co.) and costs about 0.7 µs a call: for a helper of `_PLAIN_CALLABLES` or a method
+of a value (`path.startswith("/plans")`, `p.link("receipt_url")`), neither of which takes it. The
+result is the same."""
+
+
+class _PageCodeGenerator(CodeGenerator):
+    """Jinja's code generator, writing a call marked `_DIRECT` as `(callee)(*(), args…)`."""
+
+    def visit_Call(self, node: nodes.Call, frame: Frame, forward_caller: bool = False) -> None:
+        if not getattr(node, _DIRECT, False) or forward_caller or self.environment.is_async:
+            super().visit_Call(node, frame, forward_caller=forward_caller)
+            return
+        self.write("(")
+        self.visit(node.node, frame)
+        self.write(")(*()")  # `signature` starts each argument with ", "
+        self.signature(node, frame)
+        self.write(")")
 
 
 class _FoldConstants(NodeTransformer):
@@ -88,18 +116,25 @@ class _FoldConstants(NodeTransformer):
     `url_for("name", key="value")` with only literal arguments (the app's routes do not change while
     it runs). A message with placeholders (`_("Renews on %(date)s", date=d)`) becomes its catalog
     text as `Markup` `%` the values, which is what the page's `_` does with them (escaping each).
-    A call with a non-literal message or route, or `*args`/`**kwargs`, is left to run per render."""
+    A call with a non-literal message or route, or `*args`/`**kwargs`, is left to run per render;
+    one of a plain helper or of a method is marked `_DIRECT`. Names in `shadowed` (assigned in
+    the template) are left alone."""
 
-    def __init__(self, language: str, eval_context: nodes.EvalContext, app: Any) -> None:
+    def __init__(self, language: str, eval_context: nodes.EvalContext, app: Any, shadowed: set[str]) -> None:
         self.gettext, self.message = i18n.page_gettext(language), i18n.page_message(language)
-        self.eval_context, self.app = eval_context, app
+        self.eval_context, self.app, self.shadowed = eval_context, app, shadowed
 
     def visit_Call(self, node: nodes.Call) -> nodes.Node:
         self.generic_visit(node)  # arguments first (changed in place)
         callee = node.node
+        if isinstance(callee, nodes.Getattr) or (
+            isinstance(callee, nodes.Name) and callee.name in _PLAIN_CALLABLES - self.shadowed
+        ):
+            setattr(node, _DIRECT, True)
+            return node
         if not (
             isinstance(callee, nodes.Name)
-            and callee.name in _FOLDED_CALLS
+            and callee.name in _FOLDED_CALLS - self.shadowed
             and node.dyn_args is None
             and node.dyn_kwargs is None
             and len(node.args) == 1
@@ -127,23 +162,31 @@ class _FoldConstants(NodeTransformer):
 class LocalizedEnvironment(Environment):
     """An overlay of the app's Jinja environment (same loader, globals, tests, extensions and
     settings) for one page language and one app, whose templates are compiled with the calls that
-    cannot change for them already made (`_FoldConstants`), so that a render does not repeat them.
-    Its `t` filter is bound to the language. Made by `localized_environment`; `PageTemplate.render`
-    renders a request's page with the one of the request's language."""
+    cannot change for them already made (`_FoldConstants`), so that a render does not repeat them,
+    and with the plain helpers called directly (`_DIRECT`). Its `t` filter is bound to the
+    language. Made by `localized_environment`; `PageTemplate.render` renders a request's page with
+    the one of the request's language.
 
+    What this relies on: the page's `_`, `gettext` and `url_for` are the helpers of
+    `PageTemplate.new_context` and `configure_engine` (no page variable and no `{% with %}` around an
+    include takes those names), and whatever a template calls by a name of `_PLAIN_CALLABLES` or as
+    a method is not a Jinja `pass_context`/`pass_eval_context`/`pass_environment` function (none in
+    this app is; `tests/test_page_queries.py` renders each page both ways and compares)."""
+
+    code_generator_class = _PageCodeGenerator
     language: str
     app: Any
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
         eval_context = nodes.EvalContext(self, name)
-        # Assigned, looped over or a macro's parameter (a `Name` stored or a `param`) anywhere in the template.
-        shadowed = any(n.ctx != "load" and n.name in _FOLDED_CALLS for n in tree.find_all(nodes.Name))
+        # Assigned, looped over or a macro's parameter (a `Name` stored or a `param`) in the template.
+        shadowed = {n.name for n in tree.find_all(nodes.Name) if n.ctx != "load"}
         # Only where the result is what a render would give: autoescaped templates (the catalog's text
-        # is markup there), no `{% autoescape %}` block, and no template variable named like a helper.
-        if eval_context.autoescape is not True or shadowed or any(tree.find_all(nodes.EvalContextModifier)):
+        # is markup there) without an `{% autoescape %}` block.
+        if eval_context.autoescape is not True or any(tree.find_all(nodes.EvalContextModifier)):
             return tree
-        return _FoldConstants(self.language, eval_context, self.app).visit(tree)
+        return _FoldConstants(self.language, eval_context, self.app, shadowed).visit(tree)
 
 
 def localized_environment(env: Environment, language: str, app: Any) -> LocalizedEnvironment:
