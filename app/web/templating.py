@@ -49,13 +49,15 @@ def entitled(context: Context, user: Any, feature: str) -> bool:
 
 def brand(context: Mapping[str, Any]) -> Any:
     """The brand of this page (`request.state.branding`, set before each request), else the settings' defaults."""
-    from app.admin.branding_service import defaults
-
     request = context.get("request")
     if request is None:
         return None
     view = request.scope.get("state", {}).get("branding")
-    return view or defaults(request.app.state.settings.branding)
+    if view:
+        return view
+    from app.admin.branding_service import defaults  # only here: a page almost always has its brand
+
+    return defaults(request.app.state.settings.branding)
 
 
 def has_role(context: Mapping[str, Any], *roles: str) -> bool:
