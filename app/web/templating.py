@@ -100,7 +100,8 @@ result is the same."""
 def escape_text(value: Any) -> str:
     """`markupsafe.escape(value)` as a plain `str`: what a template outputs is joined into one string
     at once, so wrapping each escaped value in `Markup` first (a Python-level constructor, once per
-    `{{ … }}`) changes nothing but the time it takes."""
+    `{{ … }}`) changes nothing but the time it takes. `_escape_inner` is the function markupsafe's
+    own `escape` uses (its C speedup), so the text is escaped exactly as before."""
     if type(value) is str:
         return _escape_inner(value)
     if hasattr(value, "__html__"):
