@@ -189,7 +189,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             exclude=["/webhooks/", "/healthz", *(f"^{p}" for p in JSON_PATH_PREFIXES)],
         ),
         template_config=template_config,
-        compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
+        # zlib's default level: a page's gzip is within 1 % of level 9's (Litestar's default) in about
+        # two thirds of the CPU time (0.14 against 0.22 ms for the payment history).
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1024, gzip_compress_level=6),
         exception_handlers=with_api_envelope(EXCEPTION_HANDLERS),
         openapi_config=openapi_config(settings),
         lifespan=[lifespan],

@@ -41,6 +41,7 @@ async def main() -> None:
     parser.add_argument("--seed", action="store_true", help="recreate and seed the database first")
     parser.add_argument("--requests", type=int, default=500, help="requests per page (a multiple of 50)")
     parser.add_argument("--profile", action="store_true", help="write a cProfile listing")
+    parser.add_argument("--dump", type=Path, help="write each page's HTML (plain, HTMX, German) to this folder")
     args = parser.parse_args()
 
     server_url = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -87,12 +88,13 @@ async def main() -> None:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(open(os.devnull, "w"))  # noqa: ASYNC230 (once, before any request)
     cookie = f"billing_session={bench_pages.SESSION_ID}".encode()
+    csrf_cookie = b""
 
-    async def get(path: str) -> int:
+    async def get(path: str, extra: tuple[tuple[bytes, bytes], ...] = (), body: list[bytes] | None = None) -> int:
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-            "headers": [(b"host", b"billing.bench.example"), (b"cookie", cookie)],
+            "headers": [(b"host", b"billing.bench.example"), (b"cookie", cookie + csrf_cookie), *extra],
             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80), "state": {},
         }  # fmt: skip
         statuses: list[int] = []
@@ -101,13 +103,33 @@ async def main() -> None:
             return {"type": "http.request", "body": b"", "more_body": False}
 
         async def send(message: dict[str, object]) -> None:
+            nonlocal csrf_cookie
             if message["type"] == "http.response.start":
                 statuses.append(int(message["status"]))  # type: ignore[call-overload]
+                for name, value in message["headers"]:  # type: ignore[attr-defined]
+                    if name == b"set-cookie" and value.startswith(b"billing_csrf=") and not csrf_cookie:
+                        csrf_cookie = b"; " + value.split(b";")[0]
+            elif body is not None and message["type"] == "http.response.body":
+                body.append(message.get("body", b""))  # type: ignore[arg-type]
 
         await app(scope, receive, send)  # type: ignore[arg-type]
         return statuses[0]
 
     async with app.lifespan():
+        # As bench_pages does: a browser sends back the CSRF cookie it got on its first page.
+        await get(args.paths[0])
+        if args.dump:
+            args.dump.mkdir(parents=True, exist_ok=True)
+            token = csrf_cookie.split(b"=", 1)[1]
+            variants = {"plain": (), "htmx": ((b"hx-request", b"true"),), "de": ((b"accept-language", b"de"),)}
+            for path in args.paths:
+                for variant, extra in variants.items():
+                    chunks: list[bytes] = []
+                    status = await get(path, extra, chunks)
+                    html = b"".join(chunks).replace(token, b"CSRF-TOKEN")
+                    name = path.strip("/").replace("/", "_") + f".{variant}.html"
+                    (args.dump / name).write_bytes(f"{status}\n".encode() + html)
+            print(f"HTML written to {args.dump}")
         for path in args.paths:  # warm-up: templates compiled, caches and pool filled
             for _ in range(20):
                 if (status := await get(path)) != 200:
@@ -129,7 +151,9 @@ async def main() -> None:
         if profiler:
             profiler.disable()
             out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(60)
+            pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(
+                int(os.environ.get("PROFILE_N", "60"))
+            )
             (data_dir / "cprofile.txt").write_text(out.getvalue())
             print(f"cProfile listing: {data_dir / 'cprofile.txt'}")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from jinja2 import Template as JinjaTemplate
 
 from app import db as app_db
 from app.asgi import create_app
@@ -23,6 +24,7 @@ from app.billing.service import _CATALOGUE_SQL, _PERSON_SQL
 from app.billing.tables import LIVE_STATUSES, Customer, PaymentTransaction, Plan, Price, Subscription
 from app.entitlements.tables import Entitlement, Feature, PlanFeature
 from app.settings import Settings
+from app.web import templating
 from piccolo_conf import DB
 from tests.conftest import settings_env, sign_in
 from tests.support.oidc_provider import ScriptedProvider
@@ -185,3 +187,68 @@ async def test_page_queries_use_indexes(db: None) -> None:
         "entitlement_user_id",
     ):
         assert index in person, f"{index} not used:\n{person}"
+
+
+async def test_rows_mapped_without_piccolo_equal_piccolo_objects(db: None) -> None:
+    """`row_of` (values put straight into the instance's `__dict__`) gives what Piccolo's own query gives,
+    from a plain row and from a composite value, and the object still saves like one Piccolo loaded."""
+    plan = Plan(key="pro", stripe_product_id="prod_rows", name="Pro", features='["Unlimited"]', sort_order=2)
+    await Plan.insert(plan)
+    await Price.insert(Price(stripe_price_id="price_rows", plan=plan.id, unit_amount_cents=900, interval="month"))
+    loaded = await Plan.objects().get(Plan.id == plan.id)
+    price = await Price.objects().get(Price.stripe_price_id == "price_rows")
+    assert loaded is not None and price is not None
+    plain = app_db.row_of(Plan, (await Plan.raw("SELECT * FROM plan WHERE id = {}", plan.id))[0])
+    composite = (await Price.raw("SELECT pr AS price FROM price pr WHERE pr.id = {}", price.id))[0]["price"]
+    mapped_price = app_db.row_of(Price, composite)
+    assert plain is not None and mapped_price is not None
+    assert plain.to_dict() == loaded.to_dict() and mapped_price.to_dict() == price.to_dict()
+    assert (plain.name, mapped_price.unit_amount_cents, mapped_price.plan) == ("Pro", 900, plan.id)
+    plain.name = "Pro 2"
+    await plain.save()
+    assert (await Plan.objects().get(Plan.id == plan.id)).name == "Pro 2"  # type: ignore[union-attr]
+
+
+async def test_fetch_runs_in_the_current_transaction_with_numbered_placeholders(db: None) -> None:
+    """`app.db.fetch` sees what the current transaction wrote and not yet committed (it runs on that
+    transaction's connection, as Piccolo's `raw` does), and binds each `{}` in order."""
+    async with DB.transaction():
+        await Plan.insert(Plan(key="in_tx", stripe_product_id="prod_tx", name="Tx", features="[]", sort_order=7))
+        rows = await app_db.fetch("SELECT key, {}::int AS two FROM plan WHERE key = {} AND '{{}}' = '{{}}'", 2, "in_tx")
+        assert [(row["key"], row["two"]) for row in rows] == [("in_tx", 2)]
+    assert app_db._numbered("a {} b {{x}} {}") == "a $1 b {x} $2"
+
+
+async def test_pages_read_the_same_from_each_language_s_compiled_templates(
+    counted_client: httpx.AsyncClient, oidc_provider: ScriptedProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page, whole and as its HTMX fragment, in each language, is the same HTML whether rendered
+    from its language's `LocalizedEnvironment` (texts and links compiled in, plain helpers called
+    directly) or from the plain environment with the page's helpers, as before."""
+    await sign_in(counted_client, "same")
+    await seed_subscriber("same")
+    used: list[str] = []
+    localized = templating.localized_environment
+
+    def spy(env: Any, language: str, app: Any) -> Any:
+        used.append(language)
+        return localized(env, language, app)
+
+    async def pages() -> dict[tuple[str, str, str], str]:
+        seen = {}
+        for path in PAGES:
+            for language in ("en", "de", "fr", "es"):
+                for fragment in ("", "true"):
+                    headers = {"Accept-Language": language, **({"HX-Request": fragment} if fragment else {})}
+                    response = await counted_client.get(path, headers=headers)
+                    assert response.status_code == 200, (path, language, fragment)
+                    seen[(path, language, fragment)] = response.text
+        return seen
+
+    monkeypatch.setattr(templating, "localized_environment", spy)
+    compiled = await pages()
+    assert set(used) == {"en", "de", "fr", "es"}
+    monkeypatch.setattr(templating.PageTemplate, "render", JinjaTemplate.render)  # the plain environment
+    plain = await pages()
+    assert compiled == plain
+    assert "Tarif" in compiled[("/account", "de", "")] and "Domain" in compiled[("/plans", "fr", "true")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 
 import httpx
@@ -111,3 +112,16 @@ async def test_an_unchanged_session_is_not_written_again(
     again = await client.get("/account")
     assert "billing_session" in again.headers.get("set-cookie", "")
     assert (await FileStore(path=tmp_path / "sessions").expires_in(session_id) or 0) > PENDING_SESSION_TTL
+
+
+async def test_the_session_file_store_reads_what_litestar_wrote_and_drops_expired(tmp_path: Path) -> None:
+    """`SessionFileStore.get` (a plain read in the event loop) finds the file Litestar's `FileStore.set`
+    wrote under its own name for the key, answers None for an unknown key, and removes an expired one."""
+    store = sessions.SessionFileStore(path=tmp_path, create_directories=True)
+    await FileStore.set(store, "sid-1", b'{"user_id": 7}', expires_in=60)
+    await FileStore.set(store, "sid-old", b"{}", expires_in=1)
+    assert await store.get("sid-1") == b'{"user_id": 7}'
+    assert await store.get("sid-unknown") is None
+    await asyncio.sleep(1.1)
+    assert await store.get("sid-old") is None
+    assert len(os.listdir(tmp_path)) == 1

@@ -10,7 +10,7 @@ from typing import Any
 
 from app.auth.tables import User
 from app.billing.tables import LIVE_STATUSES, Customer, PaymentTransaction, Plan, Price, Subscription
-from app.db import row_of, transaction
+from app.db import fetch, row_of, transaction
 from app.entitlements.service import FeatureInForce
 from app.stripe_gateway import StripeGateway
 from app.web.i18n import N_
@@ -320,7 +320,7 @@ async def person_summary(user_id: int, now: datetime | None = None) -> PersonSum
     refunded payment of a one-time price.
     """
     live = list(LIVE_STATUSES)
-    rows = await User.raw(_PERSON_SQL, now or datetime.now(UTC), live, live, list(PAID_STATUSES), user_id)
+    rows = await fetch(_PERSON_SQL, now or datetime.now(UTC), live, live, list(PAID_STATUSES), user_id)
     if not rows:
         return None
     row = rows[0]
@@ -361,7 +361,7 @@ async def plans_with_prices() -> list[dict[str, Any]]:
     `yearly`, `lifetime`; the newest wins); `feature_keys` the lookup keys of the plan's Features.
     """
     result = []
-    for row in await Plan.raw(_CATALOGUE_SQL):
+    for row in await fetch(_CATALOGUE_SQL):
         plan = row_of(Plan, row["plan"])
         assert plan is not None
         plan.features = json.loads(plan.features) if isinstance(plan.features, str) else plan.features

@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from app.billing.tables import PaymentTransaction
+import asyncpg
+
+from app.db import fetch
 from app.web.i18n import N_, amount_decimal
 
 PAGE_SIZES = (10, 25, 50)
@@ -358,10 +360,10 @@ def _filter_sql(user_id: int, filters: HistoryFilters, alias: str) -> tuple[str,
     return " AND ".join(sql), args
 
 
-async def run_query(sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
-    """Run one SQL statement (`{}` placeholders) on the app's database; every query here goes through it."""
-    rows: list[dict[str, Any]] = await PaymentTransaction.raw(sql, *args)
-    return rows
+async def run_query(sql: str, args: Sequence[Any]) -> list[asyncpg.Record]:
+    """Run one SQL statement (`{}` placeholders) on the app's database (`app.db.fetch`); every query
+    here goes through it. Rows are read like dicts (`row["amount_cents"]`)."""
+    return await fetch(sql, *args)
 
 
 async def fetch_page(

@@ -10,7 +10,7 @@ from litestar.datastructures import State
 from app.auth.oidc import OIDCClient
 from app.auth.tables import User
 from app.billing.service import PersonSummary, person_summary
-from app.db import row_of
+from app.db import fetch, row_of
 from app.web.guards import LoginRequired
 from app.web.i18n import remember_user_language
 
@@ -30,7 +30,7 @@ async def provide_current_user(request: Request[Any, Any, Any]) -> User:
     user_id = request.session.get("user_id")
     user = None
     if isinstance(user_id, int):  # one plain statement: every signed-in request asks
-        rows = await User.raw('SELECT * FROM "user" WHERE id = {}', user_id)
+        rows = await fetch('SELECT * FROM "user" WHERE id = {}', user_id)
         user = row_of(User, rows[0]) if rows else None
     if user is None:
         request.clear_session()

@@ -199,6 +199,7 @@ def language_of(tag: str | None) -> str | None:
     return code if code in LANGUAGES else None
 
 
+@lru_cache(maxsize=1024)  # a pure function of its three strings; parsing the tags with Babel is the costly part
 def resolve_language(choice: str | None, accept_language: str | None, default_locale: str) -> tuple[str, str]:
     """(page language, formatting locale) for a person's `choice`, the `Accept-Language` header and
     `DEFAULT_LOCALE`, in that order; see the module docstring. Never raises.
@@ -438,6 +439,36 @@ def _template_gettext(language: str) -> tuple[Callable[..., str], Callable[..., 
         return (Markup(text) if eval_ctx.autoescape else text) % variables  # noqa: S704
 
     return gettext, ngettext
+
+
+def page_gettext(language: str) -> Callable[..., str]:
+    """The `_`/`gettext` that `page_callables` gives templates in `language` (takes the eval context first)."""
+    return _template_gettext(language)[0]
+
+
+def page_message(language: str) -> Callable[[str], Markup]:
+    """The catalog text of a message in `language`, as `Markup`, before its placeholders are filled:
+    what the page's `_` (under autoescape) formats with `%` and the placeholders' values."""
+    ugettext = translations(language).ugettext
+    return lambda message: Markup(ugettext(message))  # noqa: S704 (catalog text is trusted markup)
+
+
+@lru_cache(maxsize=16)
+def page_translate_filter(language: str) -> Callable[[Any], Any]:
+    """The `t` filter (`translate_filter`) of pages in `language`: what it gives for a request whose
+    page language is `language`, without looking the request up (a plain function, so Jinja works
+    it out at compile time for a literal)."""
+    catalog = translations(language)
+    preferences = Preferences(language, ZoneInfo("UTC"), language)  # only its language is used
+
+    def translate(value: Any) -> Any:
+        if not isinstance(value, str) or not value:
+            return value
+        if isinstance(value, Message):
+            return preferences.gettext(value)
+        return catalog.ugettext(value)
+
+    return translate
 
 
 @lru_cache(maxsize=256)

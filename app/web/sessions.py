@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path as PlainPath
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -28,7 +28,7 @@ from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.middleware.session.base import ONE_DAY_IN_SECONDS
 from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
 from litestar.stores.base import StorageObject, Store
-from litestar.stores.file import FileStore
+from litestar.stores.file import FileStore, _safe_file_name
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from litestar.types import Empty, Message, ScopeSession
@@ -89,16 +89,14 @@ class RotatingSessionBackend(ServerSideSessionBackend):
         """
         state: dict[str, Any] = connection.scope.setdefault("state", {})
         store = self.config.get_store_from_app(connection.scope["app"])
-        headers = MutableScopeHeaders.from_message(message)
-        cookie_params = dict(extract_dataclass_items(self.config, exclude_none=True, include=Cookie.__dict__.keys()))
         sent_id = connection.cookies.get(self.config.key)
         if sent_id == "null":
             sent_id = None
         if scope_session is Empty or not scope_session:
             if sent_id:
                 await self.delete(sent_id, store=store)
-                expired = Cookie(value="null", key=self.config.key, expires=0, **cookie_params)
-                headers.add("Set-Cookie", expired.to_header(header=""))
+                expired = Cookie(value="null", key=self.config.key, expires=0, **self._cookie_params())
+                MutableScopeHeaders.from_message(message).add("Set-Cookie", expired.to_header(header=""))
             return
         if state.get(_ROTATE) and not state.get(_NEW_ID):
             if sent_id:
@@ -118,7 +116,12 @@ class RotatingSessionBackend(ServerSideSessionBackend):
         expires_in = int(self.config.max_age) if signed_in else min(PENDING_SESSION_TTL, int(self.config.max_age))
         stored = {**scope_session, _SAVED_AT: int(time.time())} if isinstance(scope_session, dict) else scope_session
         await store.set(session_id, self.serialize_data(stored, connection.scope), expires_in=expires_in)
-        headers.add("Set-Cookie", Cookie(value=session_id, key=self.config.key, **cookie_params).to_header(header=""))
+        cookie = Cookie(value=session_id, key=self.config.key, **self._cookie_params())
+        MutableScopeHeaders.from_message(message).add("Set-Cookie", cookie.to_header(header=""))
+
+    def _cookie_params(self) -> dict[str, Any]:
+        """The session cookie's attributes from the config (path, domain, secure, httponly, samesite, max-age)."""
+        return dict(extract_dataclass_items(self.config, exclude_none=True, include=Cookie.__dict__.keys()))
 
 
 @dataclass
@@ -152,14 +155,15 @@ class SessionFileStore(FileStore):
     async def get(self, key: str, renew_for: int | timedelta | None = None) -> bytes | None:
         """The value stored under `key`, or None when absent or expired (an expired file is removed);
         `renew_for` (seconds) renews an expiring value, as `FileStore.get`."""
-        path = self._path_from_key(key)
+        # The file `FileStore` names for `key` (its own naming), opened without building `Path`s.
         try:
-            raw = PlainPath(path).read_bytes()  # noqa: ASYNC240 (see the class docstring)
+            with open(os.path.join(os.fspath(self.path), _safe_file_name(key)), "rb") as file:  # noqa: ASYNC230
+                raw = file.read()
         except FileNotFoundError:
             return None
         storage_obj = StorageObject.from_bytes(raw)
         if storage_obj.expired:
-            await path.unlink(missing_ok=True)
+            await self._path_from_key(key).unlink(missing_ok=True)
             return None
         if renew_for and storage_obj.expires_at:
             await self.set(key, value=storage_obj.data, expires_in=renew_for)
