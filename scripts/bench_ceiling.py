@@ -2,8 +2,8 @@
 
     DATABASE_URL=postgresql://… WEBHOOK_SECRET=whsec_… python scripts/bench_ceiling.py --port 8201
 
-Litestar + asyncpg + Jinja, one process under the app's server (`ASGI_SERVER`: uvicorn with uvloop and
-httptools, or granian), like the app:
+Litestar + asyncpg + Jinja, one process under the app's server (`ASGI_SERVER`: granian by default, or
+uvicorn with uvloop and httptools), like the app:
 
 - `GET /fortunes`: TechEmpower's "fortunes" test: one query (every row of `fortune`), one row added
   in memory, sorted, one Jinja render of an HTML table.
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    if os.environ.get("ASGI_SERVER", "uvicorn") == "granian":
+    if os.environ.get("ASGI_SERVER", "granian") == "granian":  # the app's default (app/serve.py)
         # As app/serve.py runs the app under ASGI_SERVER=granian: one process, no access log.
         from granian import Granian
         from granian.constants import Interfaces

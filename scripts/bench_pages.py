@@ -9,10 +9,10 @@
    file, an active Pro subscription with its next charge, 10 payments with invoice links and 4
    entitlements. Her session is written into the app's session store (Redis when `REDIS_URL` is set,
    else the file store under `.data/bench_pages`), as sign-in would.
-2. Starts the app with its production entry point (`python -m app.serve`: uvicorn with uvloop and
-   httptools, one process, `EVENT_WORKER=off`, `LOG_LEVEL` INFO as in production), and the ceiling
-   (`scripts/bench_ceiling.py`: Litestar + asyncpg + Jinja, one query and one render for
-   `/fortunes`; an HMAC check and one INSERT for `/webhooks/raw`), also one process.
+2. Starts the app with its production entry point (`python -m app.serve`: granian, or uvicorn with
+   `ASGI_SERVER=uvicorn`, one process, `EVENT_WORKER=off`, `LOG_LEVEL` INFO as in production), and the
+   ceiling (`scripts/bench_ceiling.py`: Litestar + asyncpg + Jinja under the same server, one query and
+   one render for `/fortunes`; an HMAC check and one INSERT for `/webhooks/raw`), also one process.
 3. Interleaves `--rounds` rounds of `--duration` seconds of load with `--connections` keep-alive
    connections (`wrk -t2` when installed, else a Python load generator) over `GET /account`,
    `GET /plans`, `GET /billing/history`, `GET /portal`, `GET /fortunes`, `POST /webhooks/stripe`
