@@ -7,8 +7,9 @@
 3. Serve `app.asgi:create_app` with `WEB_CONCURRENCY` worker processes under `ASGI_SERVER`
    (granian, default, or uvicorn) on `HOST:PORT`. Granian is the default because its Rust HTTP layer
    answers with steadier latency: on the 2-core bench machine the host API's state endpoint at 32
-   concurrent requests printed p99 8–9 ms under granian against 25–47 ms under uvicorn, and the
-   pages' p99 was lower too (`scripts/bench_state.py`, `scripts/bench_pages.py`; README "Performance").
+   concurrent requests printed p99 7.7–8.2 ms under granian against 24.7–27.3 ms under uvicorn at
+   the same throughput, and the pages' p99 was lower too (`scripts/bench_state.py`,
+   `scripts/bench_pages.py`; README "Performance").
    No stand-ins are started: PostgreSQL, Redis, the identity provider and Stripe come from the
    settings. Proxy headers are handled by the app itself (`TRUSTED_PROXIES`), so both servers are
    started with theirs off.
