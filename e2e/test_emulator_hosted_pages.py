@@ -233,13 +233,17 @@ async def test_portal_cancel_flow_with_reason_cancels_at_period_end(
     after: Any = await client.v1.subscriptions.retrieve_async(sub.id)
     assert after.cancel_at_period_end is True
     assert after.cancellation_details.feedback == "too_expensive"
-    updated = receiver.wait_for_types("customer.subscription.updated")
-    # Deliveries arrive concurrently (another update, e.g. for the entitlements, may land last): one of
-    # them reports the change with its previous value, as Stripe's `previous_attributes` does.
-    changes = [
-        e["data"].get("previous_attributes") or {} for e in updated if e["type"] == "customer.subscription.updated"
-    ]
-    assert any(change.get("cancel_at_period_end") is False for change in changes), changes
+
+    # Deliveries arrive concurrently (another update, e.g. for the entitlements, may land first or last):
+    # one of them reports the change with its previous value, as Stripe's `previous_attributes` does.
+    def reports_the_cancellation(events: list[dict[str, Any]]) -> bool:
+        return any(
+            (e["data"].get("previous_attributes") or {}).get("cancel_at_period_end") is False
+            for e in events
+            if e["type"] == "customer.subscription.updated"
+        )
+
+    receiver.wait_for(reports_the_cancellation, timeout=30)
 
 
 async def test_portal_immediate_cancel_ends_the_subscription_now(
