@@ -1,6 +1,6 @@
 """What a page costs in CPU, in-process: no HTTP server, no load generator, one request at a time.
 
-    uv run python scripts/profile_pages.py [--seed] [--requests 500] [--profile] [PATH ...]
+    uv run python scripts/profile_pages.py [--seed] [--requests 500] [--profile] [--floor] [PATH ...]
 
 Builds the app with `create_app()` under the production settings `scripts/bench_pages.py` uses
 (file sessions under `.data/profile_pages`, `APP_ENV=production`), runs its lifespan, and drives
@@ -11,7 +11,11 @@ app as the signed-in person of `bench_pages`. `--seed` first recreates the datab
 Prints, per page, requests per second (wall clock, including each PostgreSQL round trip) and the
 CPU time per request: the mean, and the best of batches of 50 (less disturbed by other work on a
 shared machine; compare versions by interleaving runs). `--profile` also writes a cProfile listing
-(sorted by own time) to `.data/profile_pages/cprofile.txt`.
+(sorted by own time) to `.data/profile_pages/cprofile.txt`. `--floor` also measures, first, two
+routes added for the run that show what the framework alone costs a signed-in page: `/_floor/word`
+(the login guard, then a one-word answer: Litestar's request cycle with the session, CSRF, the
+access line and the security headers) and `/_floor/layout` (the same with an empty page in the
+site's layout, `base.html`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ import pstats
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from litestar import get
+from litestar.response import Template
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -41,6 +49,7 @@ async def main() -> None:
     parser.add_argument("--seed", action="store_true", help="recreate and seed the database first")
     parser.add_argument("--requests", type=int, default=500, help="requests per page (a multiple of 50)")
     parser.add_argument("--profile", action="store_true", help="write a cProfile listing")
+    parser.add_argument("--floor", action="store_true", help="also measure the framework's floor (see above)")
     parser.add_argument("--dump", type=Path, help="write each page's HTML (plain, HTMX, German) to this folder")
     args = parser.parse_args()
 
@@ -84,6 +93,9 @@ async def main() -> None:
     from app.asgi import create_app
 
     app = create_app()
+    paths = list(args.paths)
+    if args.floor:
+        paths = [*add_floor_routes(app), *paths]
     for handler in logging.getLogger().handlers:  # each access-log line is still made, then dropped
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(open(os.devnull, "w"))  # noqa: ASYNC230 (once, before any request)
@@ -130,14 +142,14 @@ async def main() -> None:
                     name = path.strip("/").replace("/", "_") + f".{variant}.html"
                     (args.dump / name).write_bytes(f"{status}\n".encode() + html)
             print(f"HTML written to {args.dump}")
-        for path in args.paths:  # warm-up: templates compiled, caches and pool filled
+        for path in paths:  # warm-up: templates compiled, caches and pool filled
             for _ in range(20):
                 if (status := await get(path)) != 200:
                     raise RuntimeError(f"GET {path}: {status}")
         profiler = cProfile.Profile() if args.profile else None
         if profiler:
             profiler.enable()
-        for path in args.paths:
+        for path in paths:
             started, cpu_started, best = time.perf_counter(), time.process_time(), float("inf")
             for _ in range(max(1, args.requests // BATCH)):
                 batch_started = time.process_time()
@@ -156,6 +168,33 @@ async def main() -> None:
             )
             (data_dir / "cprofile.txt").write_text(out.getvalue())
             print(f"cProfile listing: {data_dir / 'cprofile.txt'}")
+
+
+FLOOR_LAYOUT = '{% extends "base.html" %}{% block content %}<p>.</p>{% endblock %}'
+
+
+def add_floor_routes(app: Any) -> list[str]:
+    """Register `/_floor/word` and `/_floor/layout` on `app` (for `--floor`); returns their paths.
+
+    The layout page's template is served from memory, ahead of the app's template folder."""
+    from jinja2 import ChoiceLoader, DictLoader
+
+    from app.web.guards import requires_login
+
+    environment = app.template_engine.engine
+    environment.loader = ChoiceLoader([DictLoader({"_floor/layout.html": FLOOR_LAYOUT}), environment.loader])
+
+    @get("/_floor/word", guards=[requires_login], cache=False, sync_to_thread=False)
+    def word() -> str:
+        return "ok"
+
+    @get("/_floor/layout", guards=[requires_login], cache=False, sync_to_thread=False)
+    def layout() -> Template:
+        return Template(template_name="_floor/layout.html")
+
+    app.register(word)
+    app.register(layout)
+    return ["/_floor/word", "/_floor/layout"]
 
 
 if __name__ == "__main__":
