@@ -621,3 +621,17 @@ async def test_configurations_are_activated_deactivated_and_chosen_per_workflow(
         "portal_configuration.saved",
         "portal_configuration.used_for",
     ]
+
+
+async def test_the_customer_list_marks_an_email_nobody_verified(client: Client, oidc_provider: Any) -> None:
+    """A provider may send an email nobody verified: the list says so and does not name the person by it."""
+    await User.insert(
+        User(subject="no-mail-7", email="claimed@example.com", email_verified=False, last_login_at=datetime.now(UTC))
+    )
+    await signed_in(client, oidc_provider, "sue", roles=["support"])
+    page = await client.get("/admin/customers", params={"q": "no-mail-7"})
+    row = page.text[page.text.index("<tbody>") : page.text.index("</tbody>")]
+    assert '<td>claimed@example.com <span class="muted">(not verified)</span></td>' in row
+    assert ">no-mail-7</a>" in row and ">claimed@example.com</a>" not in row
+    verified = await client.get("/admin/customers", params={"q": "sue"})
+    assert "(not verified)" not in verified.text[verified.text.index("<tbody>") :]

@@ -17,12 +17,14 @@ SEARCH_LIMIT = 50
 
 async def search_customers(query: str, limit: int = SEARCH_LIMIT) -> list[dict[str, Any]]:
     """People matching `query`: an exact Stripe customer id (`cus_…`) or OIDC subject, or an email
-    (case-insensitive prefix). Each row: `user_id`, `subject`, `email`, `name`, `stripe_customer_id`
-    (None without a Stripe customer), `last_login_at` (UTC). Empty query: the most recent sign-ins.
+    (case-insensitive prefix). Each row: `user_id`, `subject`, `email`, `email_verified`, `name`,
+    `stripe_customer_id` (None without a Stripe customer), `last_login_at` (UTC). Empty query: the
+    most recent sign-ins.
     """
     q = query.strip()
     sql = (
-        'SELECT u.id AS user_id, u.subject, u.email, u.name, u.last_login_at, c.stripe_customer_id FROM "user" u '
+        "SELECT u.id AS user_id, u.subject, u.email, u.email_verified, u.name, u.last_login_at, c.stripe_customer_id "
+        'FROM "user" u '
         "LEFT JOIN customer c ON c.user_id = u.id "
     )
     if not q:
