@@ -633,5 +633,9 @@ async def test_the_customer_list_marks_an_email_nobody_verified(client: Client, 
     row = page.text[page.text.index("<tbody>") : page.text.index("</tbody>")]
     assert '<td>claimed@example.com <span class="muted">(not verified)</span></td>' in row
     assert ">no-mail-7</a>" in row and ">claimed@example.com</a>" not in row
+    person = await User.objects().get(User.subject == "no-mail-7")
+    assert person is not None
+    detail = (await client.get(f"/admin/customers/{person.id}")).text
+    assert "<h1>no-mail-7</h1>" in detail and "claimed@example.com (not verified)" in detail
     verified = await client.get("/admin/customers", params={"q": "sue"})
     assert "(not verified)" not in verified.text[verified.text.index("<tbody>") :]
