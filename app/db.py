@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
+import redis.exceptions
 from piccolo.table import Table
 
 from piccolo_conf import DB
@@ -43,6 +44,9 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InternalClientError,
 )
 """Errors that mean "the database (or this connection to it) is gone", not "this query is wrong"."""
+
+STORE_UNAVAILABLE: tuple[type[BaseException], ...] = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+"""Errors that mean Redis (sessions and rate limits with `REDIS_URL`) cannot be reached right now."""
 
 
 @contextlib.asynccontextmanager

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -125,3 +126,29 @@ async def test_the_session_file_store_reads_what_litestar_wrote_and_drops_expire
     await asyncio.sleep(1.1)
     assert await store.get("sid-old") is None
     assert len(os.listdir(tmp_path)) == 1
+
+
+async def test_an_unreachable_redis_is_a_503_page_and_envelope_not_a_500(
+    db: None, oidc_provider: Any, tmp_path: Path
+) -> None:
+    """Sessions and rate limits in Redis (`REDIS_URL`), and Redis gone: pages and the host API say
+    "try again shortly" with `Retry-After`, in the person's language; nothing is a 500."""
+    from app.asgi import create_app
+    from app.settings import Settings
+    from tests.conftest import settings_env
+    from tests.support.servers import free_port, serve_in_loop
+
+    port, dead = free_port(), free_port()
+    env = settings_env(
+        oidc_provider, tmp_path, APP_BASE_URL=f"http://127.0.0.1:{port}", REDIS_URL=f"redis://127.0.0.1:{dead}/0"
+    )
+    async with serve_in_loop(create_app(Settings.from_env(env)), port) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, cookies={"billing_session": "a" * 32}) as http:
+            page = await http.get("/account")
+            german = await http.get("/plans", headers={"Accept-Language": "de"})
+            api = await http.get("/api/v1/customers/erin/state", headers={"Authorization": "Bearer bpk_x_y"})
+    assert page.status_code == 503 and page.headers["retry-after"] == "5"
+    assert "Nothing was lost; please try again shortly." in page.text
+    assert german.status_code == 503 and "Es ist nichts verloren gegangen" in german.text
+    assert api.status_code == 503 and api.headers["retry-after"] == "5"
+    assert api.json()["error_code"] == "service_unavailable"

@@ -28,7 +28,7 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, PermissionDeniedException, ValidationException
 
-from app.db import DATABASE_UNAVAILABLE
+from app.db import DATABASE_UNAVAILABLE, STORE_UNAVAILABLE
 from app.stripe_gateway import StripeGatewayError
 from app.web.guards import LoginRequired
 
@@ -211,16 +211,17 @@ def envelope_for(
     """(status, envelope, extra headers) for any exception raised while answering a JSON path.
 
     `HTTPException`s keep their status and `error_code` (401s get `WWW-Authenticate`, 429s
-    `Retry-After`); a lost database is 503 `service_unavailable` with `Retry-After: 5` (logged as a
-    warning); anything else is a 500 `internal_error`, logged with the request id and traceback.
+    `Retry-After`); a lost database or Redis is 503 `service_unavailable` with `Retry-After: 5`
+    (logged as a warning); anything else is a 500 `internal_error`, logged with the request id and traceback.
     Shared by the exception handlers and the host API's lean path (`HostApiFastPath`).
     """
     if isinstance(exc, LoginRequired):
         exc = ApiError("authentication_required")
     timestamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    if isinstance(exc, (*DATABASE_UNAVAILABLE[1:], ConnectionError)):
+    if isinstance(exc, (*DATABASE_UNAVAILABLE[1:], ConnectionError, *STORE_UNAVAILABLE)):
         kind = type(exc).__name__
-        logger.warning("Database unavailable (request %s) on %s %s: %s: %s", request_id, method, path, kind, exc)
+        what = "Redis" if isinstance(exc, STORE_UNAVAILABLE) else "Database"
+        logger.warning("%s unavailable (request %s) on %s %s: %s: %s", what, request_id, method, path, kind, exc)
         code = "service_unavailable"
         return 503, ErrorEnvelope(ERROR_CODES[code][1], code, timestamp, request_id), {"Retry-After": "5"}
     if not isinstance(exc, HTTPException):

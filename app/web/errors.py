@@ -20,7 +20,7 @@ from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_500_INTERNAL_SERVER_ERROR
 
-from app.db import DATABASE_UNAVAILABLE
+from app.db import DATABASE_UNAVAILABLE, STORE_UNAVAILABLE
 from app.web.guards import LoginRequired
 from app.web.htmx import VARY_HX_REQUEST, is_htmx
 from app.web.i18n import N_, Message, request_preferences
@@ -179,8 +179,20 @@ def database_unavailable_handler(request: Request[Any, Any, Any], exc: Exception
     return response
 
 
+STORE_MESSAGE = N_("Signing in and sessions are unavailable for a moment. Nothing was lost; please try again shortly.")
+
+
+def store_unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Redis (sessions, rate limits) cannot be reached: 503 with `Retry-After`, one log line."""
+    logger.warning("Redis unavailable on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    response = error_response(request, 503, STORE_MESSAGE)
+    response.headers["Retry-After"] = "5"
+    return response
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     **{cls: database_unavailable_handler for cls in (*DATABASE_UNAVAILABLE[1:], ConnectionError)},
+    **{cls: store_unavailable_handler for cls in STORE_UNAVAILABLE},
     LoginRequired: login_required_handler,
     HTTPException: http_exception_handler,
     HTTP_500_INTERNAL_SERVER_ERROR: internal_error_handler,
