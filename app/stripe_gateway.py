@@ -310,6 +310,16 @@ class StripeGateway:
         )
         return list(as_dict(page).get("data", []))
 
+    async def set_preferred_locales(self, customer_id: str, preferred_locales: list[str]) -> dict[str, Any]:
+        """Set the languages of Stripe's emails, invoices and receipts for a Customer, e.g. `["fr"]`
+        (https://docs.stripe.com/api/customers/update#update_customer-preferred_locales)."""
+        params: Any = {"preferred_locales": preferred_locales}
+        return as_dict(
+            await self._call(
+                "customers.update", lambda: self.client.v1.customers.update_async(customer_id, params=params)
+            )
+        )
+
     async def update_customer_metadata(self, customer_id: str, metadata: dict[str, str]) -> dict[str, Any]:
         """Merge `metadata` into a Customer's metadata (https://docs.stripe.com/api/customers/update)."""
         return as_dict(

@@ -129,6 +129,33 @@ async def test_anonymous_visitor_follows_the_browser_then_the_switcher(billing_c
     assert no_csrf.status_code == 403
 
 
+async def test_a_later_choice_reaches_the_stripe_customer_and_a_dead_stripe_does_not_block_it(
+    billing_client: httpx.AsyncClient, oidc_provider: Any, gateway: Any, emulator_control: httpx.Client
+) -> None:
+    user = await signed_in_user(billing_client, oidc_provider, "spaeter")
+    await switch(billing_client, "de", "/account")
+    url = await checkout_url(billing_client, "pro_monthly")
+    session = await gateway.client.v1.checkout.sessions.retrieve_async(urlsplit(url).path.rsplit("/", 1)[-1])
+    customer_id = session["customer"]
+    assert (await gateway.client.v1.customers.retrieve_async(customer_id))["preferred_locales"] == ["de"]
+
+    response = await switch(billing_client, "fr", "/account")
+    assert response.status_code == 303
+    customer = await gateway.client.v1.customers.retrieve_async(customer_id)
+    assert customer["preferred_locales"] == ["fr"], "Stripe's emails and invoices follow the new choice"
+
+    async with httpx.AsyncClient(base_url=str(emulator_control.base_url)) as control:
+        (await control.post("/_emulator/settings", json={"api_outage": True})).raise_for_status()
+        try:
+            while_down = await switch(billing_client, "es", "/account")
+        finally:
+            (await control.post("/_emulator/settings", json={"api_outage": False})).raise_for_status()
+    assert while_down.status_code == 303 and while_down.headers["location"] == "/account"
+    stored = await User.objects().get(User.id == user.id)
+    assert stored is not None and stored.locale == "es", "the page language changes even when Stripe is down"
+    assert (await gateway.client.v1.customers.retrieve_async(customer_id))["preferred_locales"] == ["fr"]
+
+
 async def test_signed_in_choice_is_kept_on_the_user_and_reaches_stripe(
     billing_client: httpx.AsyncClient, oidc_provider: Any, gateway: Any
 ) -> None:

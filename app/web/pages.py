@@ -3,6 +3,7 @@ unknown paths."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from litestar import Request, get, post
@@ -14,8 +15,12 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from app.auth.tables import User
-from app.web.i18n import LANGUAGE_COOKIE, LANGUAGES, SESSION_LANGUAGE_KEY
+from app.billing.tables import Customer
+from app.stripe_gateway import StripeGatewayError
+from app.web.i18n import LANGUAGE_COOKIE, LANGUAGES, SESSION_LANGUAGE_KEY, resolve_language, stripe_locale
 from app.web.redirects import safe_next_path
+
+logger = logging.getLogger(__name__)
 
 LANGUAGE_COOKIE_MAX_AGE = 400 * 24 * 3600  # seconds: the longest browsers keep a cookie
 
@@ -37,7 +42,10 @@ async def set_language(
     `language` (one of `app.web.i18n.LANGUAGES`) and `next` (a path on this site, else `/`).
 
     Sets the `lang` cookie for everyone; for a signed-in person also saves `user.locale` and the
-    session's copy, so the choice follows them to other devices. Then 303 back to `next`.
+    session's copy, so the choice follows them to other devices, and, when they have a Stripe
+    customer, sets its `preferred_locales` so Stripe's emails and invoices follow too (no database
+    connection held during that call; if Stripe cannot be reached the switch still happens and a
+    warning is logged). Then 303 back to `next`.
 
     Raises:
         ValidationException: an unknown `language` (400; nothing stored).
@@ -51,6 +59,7 @@ async def set_language(
     if isinstance(user_id, int):
         await User.update({User.locale: language}).where(User.id == user_id)
         request.set_session({**request.session, SESSION_LANGUAGE_KEY: language})
+        await _tell_stripe(request, user_id, language)
     return Redirect(
         safe_next_path(data.get("next"), default="/"),
         status_code=HTTP_303_SEE_OTHER,
@@ -66,6 +75,26 @@ async def set_language(
             )
         ],
     )
+
+
+async def _tell_stripe(request: Request[Any, Any, Any], user_id: int, language: str) -> None:
+    """Set the person's Stripe customer's `preferred_locales` to `language` (in the browser's region
+    when it matches, as pages format), if they have a customer; a Stripe failure is only logged."""
+    rows = await Customer.select(Customer.stripe_customer_id).where(
+        (Customer.user == user_id) & (Customer.deleted.eq(False))
+    )
+    if not rows:
+        return
+    settings = request.app.state.settings.app
+    _, locale = resolve_language(language, request.headers.get("accept-language"), settings.default_locale)
+    wanted = stripe_locale(locale)
+    if wanted == "auto":
+        return
+    try:
+        await request.app.state.stripe_gateway.set_preferred_locales(rows[0]["stripe_customer_id"], [wanted])
+    except StripeGatewayError as exc:
+        logger.warning("Could not set Stripe's preferred_locales for user %s (Stripe request %s): %s",
+                       user_id, exc.request_id, exc)  # fmt: skip
 
 
 @get("/{path:path}", name="not_found", cache=False, include_in_schema=False)
