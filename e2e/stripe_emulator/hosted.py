@@ -138,6 +138,30 @@ def price_label(p: Obj) -> str:
     return tr(one, amount=amount) if count == 1 else tr(several, amount=amount, count=count)
 
 
+# Stripe's hosted pages show card errors in the page's language; the API's messages stay English.
+CARD_ERROR_MESSAGES: dict[str, str] = {
+    "incomplete_expiry": N_("Your card's expiration date is incomplete."),
+    "invalid_expiry_month": N_("Your card's expiration month is invalid."),
+    "invalid_expiry_year": N_("Your card's expiration year is in the past."),
+    "incomplete_cvc": N_("Your card's security code is incomplete."),
+    "incorrect_number": N_("Your card number is invalid."),
+    "insufficient_funds": N_("Your card has insufficient funds."),
+    "expired_card": N_("Your card has expired."),
+    "generic_decline": N_("Your card was declined."),
+    "lost_card": N_("Your card was declined."),
+    "card_declined": N_("Your card was declined."),
+}
+
+
+def shown_error(err: StripeError) -> str:
+    """An error as a hosted page shows it: a card error in the page's language (by decline code, then
+    error code), anything else as the API wrote it."""
+    for key in (err.extra.get("decline_code"), err.code):
+        if isinstance(key, str) and key in CARD_ERROR_MESSAGES:
+            return tr(CARD_ERROR_MESSAGES[key])
+    return err.message
+
+
 def parse_expiry(value: str) -> tuple[int, int]:
     """ "12 / 34", "12/2034" or "1234" → (12, 2034); raises StripeError like Stripe.js's messages."""
     digits = re.sub(r"\D", "", value or "")
@@ -246,7 +270,7 @@ class HostedPages:
                 )
                 return redirect(str(cs["success_url"]).replace("{CHECKOUT_SESSION_ID}", cs["id"]))
             except StripeError as err:
-                error = err.message
+                error = shown_error(err)
         items = [
             {
                 **it,
@@ -485,7 +509,7 @@ class HostedPages:
                 self.em.set_default_payment_method(cust["id"], pm["id"])
                 return self._finish(bps, ("payment_method_update",), N_("Your payment method has been updated."))
             except StripeError as err:
-                error = err.message
+                error = shown_error(err)
         back_url, back_label = self._back(bps)
         return self.render(
             "portal_flow.html",
@@ -537,7 +561,7 @@ class HostedPages:
                         self.em.create_tax_id(cust["id"], {"type": form.get("tax_id_type") or "eu_vat", "value": value})
                 return self._finish(bps, (), N_("Your billing information has been updated."))
             except StripeError as err:
-                error = err.message
+                error = shown_error(err)
         back_url, back_label = self._back(bps)
         return self.render(
             "portal_flow.html",
@@ -728,7 +752,7 @@ class HostedPages:
                 self.em.pay_invoice(iid, {"payment_method": pm["id"]})
                 return redirect(f"/invoices/{iid}")
             except StripeError as err:
-                error = err.message
+                error = shown_error(err)
         lines = [
             {
                 "description": x["description"],

@@ -248,3 +248,21 @@ def test_checkout_keeps_the_email_of_a_customer_that_has_one(
     paid = control.post(session.url, data={"email": "other@example.com", "cardNumber": "4242424242424242", **CARD})
     assert paid.status_code == 303
     assert stripe_client.v1.customers.retrieve(customer.id).email == "kept@example.com"
+
+
+def test_card_errors_speak_the_page_language_as_stripes_pages_do(
+    stripe_client: stripe.StripeClient, control: httpx.Client
+) -> None:
+    session = _session(stripe_client, monthly_price(stripe_client), locale="de")
+    typed = {"email": "x@example.com", "cardNumber": "4242424242424242", "cardCvc": "123", "billingName": "Ada"}
+    incomplete = control.post(session.url, data={**typed, "cardExpiry": "1"})
+    declined = control.post(session.url, data={**typed, "cardNumber": "4000000000009995", "cardExpiry": "12 / 34"})
+    assert "Das Ablaufdatum Ihrer Karte ist unvollständig." in incomplete.text
+    assert "Ihre Karte ist nicht ausreichend gedeckt." in declined.text and declined.status_code == 402
+    assert "insufficient funds" not in declined.text.split("Testkarten")[0]
+    api = control.post(
+        "/v1/payment_methods",
+        data={"type": "card", "card[number]": "4242424242424241", "card[exp_month]": "12", "card[exp_year]": "2034"},
+        headers={"Authorization": "Bearer sk_test_x", "Accept-Language": "de"},
+    )
+    assert api.json()["error"]["message"] == "Your card number is incorrect.", "the API itself stays English"
