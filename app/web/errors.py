@@ -171,28 +171,22 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     return error_response(request, HTTP_500_INTERNAL_SERVER_ERROR, MESSAGES[500], reference=reference)
 
 
-def database_unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """The database is restarting or a connection died: 503 with `Retry-After`, one log line."""
-    logger.warning("Database unavailable on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-    response = error_response(request, 503, MESSAGES[503])
-    response.headers["Retry-After"] = "5"
-    return response
-
-
 STORE_MESSAGE = N_("Signing in and sessions are unavailable for a moment. Nothing was lost; please try again shortly.")
 
 
-def store_unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """Redis (sessions, rate limits) cannot be reached: 503 with `Retry-After`, one log line."""
-    logger.warning("Redis unavailable on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-    response = error_response(request, 503, STORE_MESSAGE)
+def unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The database or Redis (sessions, rate limits) cannot be reached right now: 503 with
+    `Retry-After`, one log line, a message saying which and that nothing was lost."""
+    store = isinstance(exc, STORE_UNAVAILABLE)
+    what = "Redis" if store else "Database"
+    logger.warning("%s unavailable on %s %s: %s: %s", what, request.method, request.url.path, type(exc).__name__, exc)
+    response = error_response(request, 503, STORE_MESSAGE if store else MESSAGES[503])
     response.headers["Retry-After"] = "5"
     return response
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
-    **{cls: database_unavailable_handler for cls in (*DATABASE_UNAVAILABLE[1:], ConnectionError)},
-    **{cls: store_unavailable_handler for cls in STORE_UNAVAILABLE},
+    **{cls: unavailable_handler for cls in (*DATABASE_UNAVAILABLE[1:], ConnectionError, *STORE_UNAVAILABLE)},
     LoginRequired: login_required_handler,
     HTTPException: http_exception_handler,
     HTTP_500_INTERNAL_SERVER_ERROR: internal_error_handler,
