@@ -10,18 +10,17 @@ app as the signed-in person of `bench_pages`. `--seed` first recreates the datab
 
 Prints, per page, requests per second (wall clock, including each PostgreSQL round trip) and the
 CPU time per request: the mean, and the best of batches of 50 (less disturbed by other work on a
-shared machine; compare versions by interleaving runs). `--profile` also writes a cProfile listing
-(sorted by own time) to `.data/profile_pages/cprofile.txt`. `--floor` also measures, first, two
-routes added for the run that show what the framework alone costs a signed-in page: `/_floor/word`
-(the login guard, then a one-word answer: Litestar's request cycle with the session, CSRF, the
-access line and the security headers) and `/_floor/layout` (the same with an empty page in the
-site's layout, `base.html`).
+shared machine; compare versions by interleaving runs), on uvloop as the servers run the app.
+`--profile` also writes a cProfile listing (sorted by own time) to `.data/profile_pages/cprofile.txt`.
+`--floor` also measures, first, two routes added for the run that show what the framework alone
+costs a signed-in page: `/_floor/word` (the login guard, then a one-word answer: Litestar's request
+cycle with the session, CSRF, the access line and the security headers) and `/_floor/layout` (the
+same with an empty page in the site's layout, `base.html`).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import io
 import os
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from litestar import get
 from litestar.response import Template
 
@@ -198,4 +198,4 @@ def add_floor_routes(app: Any) -> list[str]:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())  # the loop granian and uvicorn run the app on (uvloop is installed with them)
