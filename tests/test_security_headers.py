@@ -12,10 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import structlog
 
 from app.asgi import create_app
 from app.settings import PROJECT_ROOT, AppSettings, Settings, SettingsError, production_problems
-from app.web.logs import configure_logging
+from app.web.logs import access_line, bind_request, clear_request, configure_logging
 from tests.conftest import settings_env, sign_in
 from tests.support.oidc_provider import ScriptedProvider
 from tests.support.servers import free_port, serve_in_loop
@@ -130,6 +131,42 @@ def test_logs_are_json_in_production_and_never_carry_secrets() -> None:
     assert line["level"] == "warning" and line["logger"] == "app.test" and line["stripe_request_id"] == "req_123"
     assert live_key not in json.dumps(line) and "whsec_Zm9vYmFy" not in json.dumps(line)
     assert line["authorization"] == "[redacted]" and "[redacted]" in line["event"]
+
+
+def test_access_lines_are_the_lines_structlog_would_write_and_reach_other_handlers_too() -> None:
+    """`access_line` renders the request line itself (no standard-library record): the same JSON as
+    structlog's own `app.access` logger gives, secrets masked; another handler on the root logger
+    (pytest's capture, an operator's) still receives a record carrying the event dict."""
+    stream, other = io.StringIO(), _Collect(level=logging.INFO)
+    configure_logging(AppSettings(env="production"), stream=stream)
+    logging.getLogger().addHandler(other)
+    fields = {"method": "GET", "path": "/hook/whsec_Zm9vYmFy", "status": 200, "duration_ms": 1.5, "client": "10.0.0.9"}
+    try:
+        bind_request(request_id="r-1", user_id=7)
+        structlog.get_logger("app.access").info("request", **fields)
+        access_line(logging.INFO, **fields)
+        access_line(logging.DEBUG, **fields)  # below the other handler's level: only the stream has it
+    finally:
+        clear_request()
+        configure_logging(AppSettings())
+    through_stdlib, direct, debug = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert through_stdlib.pop("timestamp") <= direct.pop("timestamp")
+    assert list(direct.items()) == list(through_stdlib.items())
+    assert direct["logger"] == "app.access" and direct["request_id"] == "r-1" and direct["user_id"] == 7
+    assert direct["path"] == "/hook/[redacted]" and direct["level"] == "info" and debug["level"] == "debug"
+    assert [(r.name, r.levelno, r.msg["status"], r.msg["path"]) for r in other.records] == [
+        ("app.access", logging.INFO, 200, "/hook/[redacted]"),
+        ("app.access", logging.INFO, 200, "/hook/[redacted]"),
+    ]
+
+
+class _Collect(logging.Handler):
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 PRODUCTION_OK = {

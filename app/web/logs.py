@@ -6,6 +6,8 @@ Request-scoped fields (`request_id`, `user_id`, `stripe_request_id`) live in str
 context variables: `RequestContextMiddleware` (app/web/security.py) binds the request id, the
 session backend binds the user id, and the Stripe gateway logs Stripe's `req_…` beside its
 errors. `redact_secrets` drops anything that looks like a credential before a line is written.
+The access line of each request (`access_line`, called by `RequestContextMiddleware`) goes through
+the same processors and renderer without becoming a standard-library record first.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import logging.config
 import re
 import sys
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from structlog.types import EventDict, Processor
@@ -71,8 +73,10 @@ def configure_logging(settings: AppSettings, stream: Any = None) -> None:
     # documented switches (Logging HOWTO, "Optimization").
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = LineHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
+    global _ACCESS_CHAIN
+    _ACCESS_CHAIN = (_access_processors(), renderer)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
@@ -87,6 +91,66 @@ def configure_logging(settings: AppSettings, stream: Any = None) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+
+
+class LineHandler(logging.StreamHandler):
+    """The handler `configure_logging` puts on the root logger: records through structlog's
+    `ProcessorFormatter`, and lines `access_line` has already rendered written as they are."""
+
+    def write_line(self, line: str) -> None:
+        """Write one rendered line and a newline, under the handler's lock, as `emit` writes a record."""
+        with self.lock:  # type: ignore[union-attr]
+            self.stream.write(line + self.terminator)
+            self.flush()
+
+
+_ACCESS_LOGGER = "app.access"
+_ACCESS_CHAIN: tuple[list[Processor], Processor] | None = None
+"""The processors of an access line (those of every line, without the standard library's record)
+and the renderer; set by `configure_logging`."""
+
+
+def _add_access_logger_name(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    event_dict["logger"] = _ACCESS_LOGGER
+    return event_dict
+
+
+def _access_processors() -> list[Processor]:
+    """`_shared_processors` for a line that never was a standard-library record: the logger's name
+    set directly (`add_logger_name` and `ExtraAdder` read it off the record)."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        _add_access_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+
+
+def access_line(level: int, **fields: Any) -> None:
+    """Log one request (`event="request"` with `fields`: method, path, status, duration_ms, client)
+    as logger `app.access` at `level`, the caller having checked that the level is enabled.
+
+    The same line, with the same fields and processors, as `structlog.get_logger("app.access")`
+    would write through the standard library, in about a third of the time (no `LogRecord` is made
+    for it, nor copied by the formatter): a line is written on every page view. Any other handler on
+    the root logger (a test's capture, one an operator added) still receives a `LogRecord` whose
+    `msg` is the event dict, as structlog's records carry."""
+    processors, renderer = _ACCESS_CHAIN or (_access_processors(), structlog.processors.JSONRenderer())
+    method = logging.getLevelName(level).lower()
+    event_dict: EventDict = {**fields, "event": "request"}  # in the order structlog's own logger builds it
+    for processor in processors:  # each of these gives an event dict back (the renderer comes last)
+        event_dict = cast(EventDict, processor(None, method, event_dict))
+    line: str | None = None
+    for handler in logging.getLogger().handlers:
+        if level < handler.level:
+            continue
+        if isinstance(handler, LineHandler):
+            if line is None:
+                line = str(renderer(None, method, dict(event_dict)))
+            handler.write_line(line)
+        else:
+            handler.handle(logging.LogRecord(_ACCESS_LOGGER, level, __file__, 0, dict(event_dict), None, None))
 
 
 def _keep_exc_info(_: Any, __: str, event_dict: EventDict) -> EventDict:

@@ -26,9 +26,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.settings import Settings
-from app.web.logs import bind_request
+from app.web.logs import access_line, bind_request
 
-access_logger = structlog.get_logger("app.access")
 _access_level = logging.getLogger("app.access")
 
 STRIPE_HOSTED_ORIGINS = ("https://checkout.stripe.com", "https://billing.stripe.com")
@@ -134,12 +133,10 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_headers)
         finally:
             level = logging.DEBUG if path.startswith(QUIET_PATHS) and status < 400 else logging.INFO
-            # structlog runs its processors before the standard library drops a line below the
-            # level, so ask first: a webhook delivery would otherwise pay for a line nobody sees.
+            # Ask first: a webhook delivery would otherwise pay for a line nobody sees.
             if _access_level.isEnabledFor(level):
-                access_logger.log(
+                access_line(
                     level,
-                    "request",
                     method=scope.get("method", "GET"),
                     path=path,
                     status=status,
