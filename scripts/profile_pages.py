@@ -1,6 +1,6 @@
 """What a page costs in CPU, in-process: no HTTP server, no load generator, one request at a time.
 
-    uv run python scripts/profile_pages.py [--seed] [--requests 500] [--profile] [--floor] [PATH ...]
+    uv run python scripts/profile_pages.py [--seed] [--requests 500] [--profile] [--floor] [--bypass] [PATH ...]
 
 Builds the app with `create_app()` under the production settings `scripts/bench_pages.py` uses
 (file sessions under `.data/profile_pages`, `APP_ENV=production`), runs its lifespan, and drives
@@ -15,7 +15,12 @@ shared machine; compare versions by interleaving runs), on uvloop as the servers
 `--floor` also measures, first, two routes added for the run that show what the framework alone
 costs a signed-in page: `/_floor/word` (the login guard, then a one-word answer: Litestar's request
 cycle with the session, CSRF, the access line and the security headers) and `/_floor/layout` (the
-same with an empty page in the site's layout, `base.html`).
+same with an empty page in the site's layout, `base.html`). `--bypass` also measures, last,
+`/_bypass/account`: the account page served by a bare ASGI function inside the request-id and
+access-log layer, doing only what the page needs (the session file read, the person's one query,
+the same template and context) without Litestar's routing, middleware, guard, dependency injection
+or response objects: how much of a page Litestar's request cycle takes (a measurement only; the
+app has no such route).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=500, help="requests per page (a multiple of 50)")
     parser.add_argument("--profile", action="store_true", help="write a cProfile listing")
     parser.add_argument("--floor", action="store_true", help="also measure the framework's floor (see above)")
+    parser.add_argument("--bypass", action="store_true", help="also measure the account page without Litestar's cycle")
     parser.add_argument("--dump", type=Path, help="write each page's HTML (plain, HTMX, German) to this folder")
     args = parser.parse_args()
 
@@ -96,6 +102,8 @@ async def main() -> None:
     paths = list(args.paths)
     if args.floor:
         paths = [*add_floor_routes(app), *paths]
+    if args.bypass:
+        paths = [*paths, add_bypass(app)]
     for handler in logging.getLogger().handlers:  # each access-log line is still made, then dropped
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(open(os.devnull, "w"))  # noqa: ASYNC230 (once, before any request)
@@ -195,6 +203,61 @@ def add_floor_routes(app: Any) -> list[str]:
     app.register(word)
     app.register(layout)
     return ["/_floor/word", "/_floor/layout"]
+
+
+def add_bypass(app: Any) -> str:
+    """Put `/_bypass/account` (see `--bypass`) in front of the app, inside its request-id and
+    access-log layer; returns its path. It answers only a request carrying both the session and the
+    CSRF cookie (what `bench_pages` sends after its first page) and has no error handling."""
+    import html
+
+    import msgspec
+    from litestar._parsers import parse_cookie_string
+    from litestar.utils.scope.state import ScopeState
+
+    from app.accounts.controller import shown_email
+    from app.billing.service import person_summary
+    from app.entitlements.service import what_you_have
+    from app.web.i18n import remember_user_language
+
+    outer = app.asgi_handler  # RequestContextMiddleware (app.web.security.wrap_app)
+    inner, store, template = (
+        outer.app,
+        app.stores.get("sessions"),
+        app.template_engine.get_template("accounts/show.html"),
+    )
+
+    async def bypass(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] != "/_bypass/account":
+            await inner(scope, receive, send)
+            return
+        header = next((value for name, value in scope["headers"] if name == b"cookie"), b"").decode("latin-1")
+        cookies = parse_cookie_string(header)
+        session = msgspec.json.decode(await store.get(cookies["billing_session"]) or b"{}")
+        session.pop("_saved_at", None)
+        scope.update(session=session, app=app, litestar_app=app)
+        ScopeState.from_scope(scope).csrf_token = cookies["billing_csrf"]  # type: ignore[arg-type]
+        request = app.request_class(scope, receive)
+        scope["state"]["branding"] = await app.state.branding.get()
+        person = await person_summary(session["user_id"])
+        assert person is not None
+        remember_user_language(request, person.user.locale)
+        billing = person.billing
+        body = template.render(
+            user=person.user,
+            billing=billing,
+            email=shown_email(person.user, billing.customer.email if billing.customer else None),
+            included=what_you_have(person.features),
+            entitlements={f.feature for f in person.features},
+            request=request,
+            csrf_input=f'<input type="hidden" name="_csrf_token" value="{html.escape(cookies["billing_csrf"])}" />',
+        ).encode()
+        headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    outer.app = bypass
+    return "/_bypass/account"
 
 
 if __name__ == "__main__":
