@@ -160,6 +160,17 @@ def test_access_lines_are_the_lines_structlog_would_write_and_reach_other_handle
     ]
 
 
+def test_an_access_line_that_cannot_be_written_does_not_fail_the_request(capsys: pytest.CaptureFixture[str]) -> None:
+    stream = io.StringIO()
+    configure_logging(AppSettings(env="production"), stream=stream)
+    stream.close()  # a log pipe that went away
+    try:
+        access_line(logging.INFO, method="GET", path="/account", status=200, duration_ms=1.0, client="-")
+    finally:
+        configure_logging(AppSettings())
+    assert "--- Logging error ---" in capsys.readouterr().err  # reported as the standard library reports one
+
+
 class _Collect(logging.Handler):
     def __init__(self, level: int) -> None:
         super().__init__(level)

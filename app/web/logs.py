@@ -98,10 +98,14 @@ class LineHandler(logging.StreamHandler):
     `ProcessorFormatter`, and lines `access_line` has already rendered written as they are."""
 
     def write_line(self, line: str) -> None:
-        """Write one rendered line and a newline, under the handler's lock, as `emit` writes a record."""
-        with self.lock:  # type: ignore[union-attr]
-            self.stream.write(line + self.terminator)
-            self.flush()
+        """Write one rendered line and a newline, under the handler's lock, as `emit` writes a record;
+        a failed write (a closed stream, a full disk) is reported as `emit` reports one, never raised."""
+        try:
+            with self.lock:  # type: ignore[union-attr]
+                self.stream.write(line + self.terminator)
+                self.flush()
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": line}))
 
 
 _ACCESS_LOGGER = "app.access"
