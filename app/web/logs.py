@@ -136,7 +136,7 @@ def access_line(level: int, **fields: Any) -> None:
     as logger `app.access` at `level`, the caller having checked that the level is enabled.
 
     The same line, with the same fields and processors, as `structlog.get_logger("app.access")`
-    would write through the standard library, in about a third of the time (no `LogRecord` is made
+    would write through the standard library, in about half the time (no `LogRecord` is made
     for it, nor copied by the formatter): a line is written on every page view. Any other handler on
     the root logger (a test's capture, one an operator added) still receives a `LogRecord` whose
     `msg` is the event dict, as structlog's records carry."""
