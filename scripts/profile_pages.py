@@ -215,9 +215,8 @@ def add_bypass(app: Any) -> str:
     from litestar._parsers import parse_cookie_string
     from litestar.utils.scope.state import ScopeState
 
-    from app.accounts.controller import shown_email
+    from app.accounts.controller import account_context
     from app.billing.service import person_summary
-    from app.entitlements.service import what_you_have
     from app.web.i18n import remember_user_language
 
     outer = app.asgi_handler  # RequestContextMiddleware (app.web.security.wrap_app)
@@ -242,16 +241,8 @@ def add_bypass(app: Any) -> str:
         person = await person_summary(session["user_id"])
         assert person is not None
         remember_user_language(request, person.user.locale)
-        billing = person.billing
-        body = template.render(
-            user=person.user,
-            billing=billing,
-            email=shown_email(person.user, billing.customer.email if billing.customer else None),
-            included=what_you_have(person.features),
-            entitlements={f.feature for f in person.features},
-            request=request,
-            csrf_input=f'<input type="hidden" name="_csrf_token" value="{html.escape(cookies["billing_csrf"])}" />',
-        ).encode()
+        csrf_input = f'<input type="hidden" name="_csrf_token" value="{html.escape(cookies["billing_csrf"])}" />'
+        body = template.render(**account_context(person), request=request, csrf_input=csrf_input).encode()
         headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})

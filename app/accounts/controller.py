@@ -12,6 +12,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from app.auth.tables import User
 from app.billing.keep import NothingToKeep, keep_plan
+from app.billing.service import PersonSummary
 from app.entitlements.service import what_you_have
 from app.stripe_gateway import StripeGateway, StripeRequestRejected, StripeUnavailable
 from app.web.dependencies import signed_in_person
@@ -28,6 +29,18 @@ def shown_email(user: User, billing_email: str | None) -> str | None:
     return billing_email
 
 
+def account_context(person: PersonSummary) -> dict[str, Any]:
+    """What `accounts/show.html` shows of `person`: `user`, `billing`, `email`, `included` and `entitlements`."""
+    billing = person.billing
+    return {
+        "user": person.user,
+        "billing": billing,
+        "email": shown_email(person.user, billing.customer.email if billing.customer else None),
+        "included": what_you_have(person.features),
+        "entitlements": {f.feature for f in person.features},
+    }
+
+
 class AccountController(Controller):
     """The account page."""
 
@@ -38,17 +51,7 @@ class AccountController(Controller):
     async def show(self, request: Request[Any, Any, Any]) -> Template:
         """Profile and billing summary of the signed-in person, read from the local copy only (one query)."""
         person = await signed_in_person(request)
-        billing = person.billing
-        return Template(
-            template_name="accounts/show.html",
-            context={
-                "user": person.user,
-                "billing": billing,
-                "email": shown_email(person.user, billing.customer.email if billing.customer else None),
-                "included": what_you_have(person.features),
-                "entitlements": {f.feature for f in person.features},
-            },
-        )
+        return Template(template_name="accounts/show.html", context=account_context(person))
 
     @post("/keep-plan", name="account:keep_plan", status_code=HTTP_303_SEE_OTHER)
     async def keep(

@@ -39,12 +39,16 @@ def redact_secrets(_: Any, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
-def _shared_processors() -> list[Processor]:
+def _shared_processors(logger_name: Processor | None = None) -> list[Processor]:
+    """The processors of every line. A line that never was a standard-library record (`access_line`)
+    passes `logger_name`, which sets the name that `add_logger_name` and `ExtraAdder` read off a record."""
+    named: list[Processor] = (
+        [structlog.stdlib.add_logger_name, structlog.stdlib.ExtraAdder()] if logger_name is None else [logger_name]
+    )
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.stdlib.ExtraAdder(),
+        *named,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
     ]
@@ -76,7 +80,7 @@ def configure_logging(settings: AppSettings, stream: Any = None) -> None:
     handler = LineHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     global _ACCESS_CHAIN
-    _ACCESS_CHAIN = (_access_processors(), renderer)
+    _ACCESS_CHAIN = (_shared_processors(_add_access_logger_name), renderer)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
@@ -119,18 +123,6 @@ def _add_access_logger_name(_: Any, __: str, event_dict: EventDict) -> EventDict
     return event_dict
 
 
-def _access_processors() -> list[Processor]:
-    """`_shared_processors` for a line that never was a standard-library record: the logger's name
-    set directly (`add_logger_name` and `ExtraAdder` read it off the record)."""
-    return [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        _add_access_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_secrets,
-    ]
-
-
 def access_line(level: int, **fields: Any) -> None:
     """Log one request (`event="request"` with `fields`: method, path, status, duration_ms, client)
     as logger `app.access` at `level`, the caller having checked that the level is enabled.
@@ -140,7 +132,10 @@ def access_line(level: int, **fields: Any) -> None:
     for it, nor copied by the formatter): a line is written on every page view. Any other handler on
     the root logger (a test's capture, one an operator added) still receives a `LogRecord` whose
     `msg` is the event dict, as structlog's records carry."""
-    processors, renderer = _ACCESS_CHAIN or (_access_processors(), structlog.processors.JSONRenderer())
+    processors, renderer = _ACCESS_CHAIN or (
+        _shared_processors(_add_access_logger_name),
+        structlog.processors.JSONRenderer(),
+    )
     method = logging.getLevelName(level).lower()
     event_dict: EventDict = {**fields, "event": "request"}  # in the order structlog's own logger builds it
     for processor in processors:  # each of these gives an event dict back (the renderer comes last)
